@@ -1,0 +1,41 @@
+"""`python -m hack.localcluster up|down|status [--only cluster|objectstore]`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from . import COMPONENTS, ClusterError, Layout, down, status, up
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m hack.localcluster", description=__doc__)
+    parser.add_argument("command", choices=["up", "down", "status"])
+    parser.add_argument("--only", choices=COMPONENTS, help="just the cluster or just the object store")
+    args = parser.parse_args(argv)
+    components = (args.only,) if args.only else COMPONENTS
+    layout = Layout.default()
+    try:
+        if args.command == "up":
+            st = up(components, layout)
+        elif args.command == "down":
+            down(components, layout)
+            print("[localcluster] stopped")
+            return 0
+        else:
+            st = status(layout)
+    except ClusterError as e:
+        print(f"[localcluster] error: {e}", file=sys.stderr)
+        if args.command == "up":
+            print("[localcluster] nothing is left running; fix the cause above and run `make cluster-up` again",
+                  file=sys.stderr)
+        return 1
+    print(f"[localcluster] cluster: {'running' if st.cluster else 'stopped'}"
+          f"{f' (kubeconfig {layout.kubeconfig})' if st.cluster else ''}")
+    print(f"[localcluster] object store: {'running' if st.objectstore else 'stopped'}"
+          f"{f' (credentials in {layout.objectstore_env})' if st.objectstore else ''}")
+    return 0 if args.command == "status" or all(getattr(st, c) for c in components) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
