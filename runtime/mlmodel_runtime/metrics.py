@@ -1,0 +1,112 @@
+"""Prometheus metrics of the runtime, registered on an injected registry (prefix `mlmodel_runtime_`).
+
+`RuntimeMetrics` declares the families; `for_model` binds the label values once, so the hot path
+only touches pre-resolved children.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+PREFIX = "mlmodel_runtime"
+_LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+_BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+_LABELS = ("model", "revision")
+
+
+class RuntimeMetrics:
+    """All metric families of one runtime process."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        self.requests = Counter(
+            f"{PREFIX}_requests",
+            "Inference requests by model, revision and HTTP status code.",
+            (*_LABELS, "code"),
+            registry=registry,
+        )
+        self.request_duration = Histogram(
+            f"{PREFIX}_request_duration_seconds",
+            "Time from receiving an inference request to its response, in seconds.",
+            _LABELS,
+            buckets=_LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.queue_duration = Histogram(
+            f"{PREFIX}_queue_duration_seconds",
+            "Time a request waited for the model (queue and batch forming), in seconds.",
+            _LABELS,
+            buckets=_LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.inference_duration = Histogram(
+            f"{PREFIX}_inference_duration_seconds",
+            "Time the framework took to run one (possibly merged) batch, in seconds.",
+            _LABELS,
+            buckets=_LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.batch_size = Histogram(
+            f"{PREFIX}_batch_size",
+            "Rows in each batch run by the model (merged requests when dynamic batching is on).",
+            _LABELS,
+            buckets=_BATCH_BUCKETS,
+            registry=registry,
+        )
+        self.inflight = Gauge(
+            f"{PREFIX}_inflight_requests",
+            "Inference requests being handled now.",
+            _LABELS,
+            registry=registry,
+        )
+        self.queue_depth = Gauge(
+            f"{PREFIX}_queue_depth",
+            "Requests waiting for the model now.",
+            _LABELS,
+            registry=registry,
+        )
+        self.load_duration = Gauge(
+            f"{PREFIX}_model_load_duration_seconds",
+            "Time to download, verify, load and warm up the model, in seconds.",
+            _LABELS,
+            registry=registry,
+        )
+        self.model_info = Gauge(
+            f"{PREFIX}_model_info",
+            "The model being served (value 1): format and device as labels.",
+            (*_LABELS, "format", "device"),
+            registry=registry,
+        )
+
+    def for_model(self, model: str, revision: str) -> ModelMetrics:
+        return ModelMetrics(self, model, revision)
+
+
+class ModelMetrics:
+    """The children of every family for one model and revision."""
+
+    def __init__(self, families: RuntimeMetrics, model: str, revision: str) -> None:
+        self._families = families
+        self._labels = (model, revision)
+        self.request_duration = families.request_duration.labels(*self._labels)
+        self.queue_duration = families.queue_duration.labels(*self._labels)
+        self.inference_duration = families.inference_duration.labels(*self._labels)
+        self.batch_size = families.batch_size.labels(*self._labels)
+        self.inflight = families.inflight.labels(*self._labels)
+        self.load_duration = families.load_duration.labels(*self._labels)
+        self._queue_depth = families.queue_depth.labels(*self._labels)
+        self._requests: dict[int, Counter] = {}
+
+    def count_request(self, code: int) -> None:
+        child = self._requests.get(code)
+        if child is None:
+            child = self._requests[code] = self._families.requests.labels(*self._labels, str(code))
+        child.inc()
+
+    def track_queue_depth(self, depth: Callable[[], float]) -> None:
+        self._queue_depth.set_function(depth)
+
+    def set_model_info(self, format: str, device: str) -> None:
+        self._families.model_info.labels(*self._labels, format, device).set(1)

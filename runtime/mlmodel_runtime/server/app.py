@@ -1,0 +1,65 @@
+"""The app factory: `create_app(settings, data_plane)` wires routes, error bodies and /metrics."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+
+from fastapi import FastAPI
+from mlmodel_runtime.server.dataplane import SERVER_NAME, DataPlane
+from mlmodel_runtime.server.endpoints import Endpoints, json_response
+from mlmodel_runtime.settings import ServeSettings
+from prometheus_client import CollectorRegistry, make_asgi_app
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+
+Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
+
+
+@asynccontextmanager
+async def _stop_on_exit(app: FastAPI) -> AsyncIterator[None]:
+    yield
+    app.state.data_plane.stop()
+
+
+def create_app(
+    settings: ServeSettings,
+    data_plane: DataPlane,
+    *,
+    registry: CollectorRegistry | None = None,
+    lifespan: Lifespan | None = None,
+) -> FastAPI:
+    """The V2 REST app. `/metrics` is mounted here only when MLMODEL_METRICS_PORT is 0."""
+    app = FastAPI(
+        title=SERVER_NAME,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+        lifespan=lifespan or _stop_on_exit,
+    )
+    app.state.data_plane = data_plane
+    e = Endpoints(data_plane, settings.max_request_bytes)
+    routes: list[tuple[str, Callable[[Request], object], str]] = [
+        ("/v2", e.server_metadata, "GET"),
+        ("/v2/health/live", e.live, "GET"),
+        ("/v2/health/ready", e.ready, "GET"),
+        ("/v2/health/startup", e.startup, "GET"),
+        ("/v2/models/{name}", e.model_metadata, "GET"),
+        ("/v2/models/{name}/versions/{version}", e.model_metadata, "GET"),
+        ("/v2/models/{name}/ready", e.model_ready, "GET"),
+        ("/v2/models/{name}/versions/{version}/ready", e.model_ready, "GET"),
+        ("/v2/models/{name}/infer", e.infer, "POST"),
+        ("/v2/models/{name}/versions/{version}/infer", e.infer, "POST"),
+    ]
+    for path, handler, method in routes:
+        app.router.add_route(path, handler, methods=[method], include_in_schema=False)  # type: ignore[arg-type]
+    if registry is not None and settings.metrics_port == 0:
+        app.mount("/metrics", make_asgi_app(registry))
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        return json_response({"error": f"{exc.detail}: {request.method} {request.url.path}"}, exc.status_code)
+
+    app.add_exception_handler(HTTPException, http_error)
+    return app

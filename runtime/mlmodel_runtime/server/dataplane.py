@@ -1,0 +1,180 @@
+"""The data plane: model state, health, metadata and inference, with no HTTP in it.
+
+Endpoints (server/endpoints.py) only read bodies and headers and write responses; everything
+the protocol means happens here. The model arrives from a loader running in a thread; until then
+(and after a failed load) the model is not ready, and while draining it stops reporting ready but
+still serves what reaches it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from mlmodel_runtime.backends.loading import LoadedModel
+from mlmodel_runtime.batching import Batcher, QueueFullError
+from mlmodel_runtime.metrics import ModelMetrics
+from mlmodel_runtime.server.codec import EncodedResponse, decode_request, encode_response
+from mlmodel_runtime.server.errors import ModelNotFound, ModelNotReady, QueueFull
+
+log = logging.getLogger(__name__)
+
+SERVER_NAME = "mlmodel-runtime"
+EXTENSIONS = ("binary_tensor_data",)
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("mlmodel-operator")
+    except PackageNotFoundError:
+        return "0.0.0"
+
+
+class DataPlane:
+    """Serves one model under `model_name`."""
+
+    def __init__(
+        self,
+        model_name: str,
+        metrics: ModelMetrics,
+        *,
+        max_batch_size: int = 0,
+        max_batch_delay_s: float = 0.0,
+        max_queue_size: int = 256,
+    ) -> None:
+        self.model_name = model_name
+        self.metrics = metrics
+        self._batch = (max_batch_size, max_batch_delay_s, max_queue_size)
+        self._model: LoadedModel | None = None
+        self._batcher: Batcher | None = None
+        self._draining = False
+        self.failure: BaseException | None = None
+        self._server_metadata = {"name": SERVER_NAME, "version": _version(), "extensions": list(EXTENSIONS)}
+
+    # ---- lifecycle
+
+    def attach(self, model: LoadedModel) -> None:
+        """Start serving `model` (call on the event loop's thread)."""
+        max_batch_size, delay, queue_size = self._batch
+        if max_batch_size > 1 and not model.signature.batchable:
+            log.warning(
+                "dynamic batching is off: not every tensor of the signature has a variable first dimension"
+            )
+            max_batch_size = 0
+        batcher = Batcher(
+            model.backend.predict,
+            self.metrics,
+            max_batch_size=max_batch_size,
+            max_delay_s=delay,
+            max_queue_size=queue_size,
+        )
+        batcher.start()
+        self._batcher = batcher
+        self._model = model
+        self.metrics.set_model_info(model.format, model.backend.device)
+        self.metrics.load_duration.set(model.load_seconds)
+        log.info("model ready", extra={"batching": batcher.batching, "max_batch_size": max_batch_size})
+
+    def load_in_background(
+        self, loader: Callable[[], LoadedModel], on_failure: Callable[[BaseException], None]
+    ) -> threading.Thread:
+        """Run `loader` in a thread; attach its model on this loop, or report its failure."""
+        loop = asyncio.get_running_loop()
+
+        def run() -> None:
+            try:
+                model = loader()
+            except BaseException as exc:
+                self.failure = exc
+                loop.call_soon_threadsafe(on_failure, exc)
+                return
+            loop.call_soon_threadsafe(self.attach, model)
+
+        thread = threading.Thread(target=run, name="model-loader", daemon=True)
+        thread.start()
+        return thread
+
+    def start_draining(self) -> None:
+        """Stop reporting ready (SIGTERM); requests that reach us are still served."""
+        if not self._draining:
+            self._draining = True
+            log.info("draining: readiness is now false")
+
+    def stop(self) -> None:
+        """After the last request: end the inference worker."""
+        if self._batcher is not None:
+            self._batcher.stop()
+
+    # ---- health and metadata
+
+    @property
+    def draining(self) -> bool:
+        return self._draining
+
+    def started(self) -> bool:
+        return self._model is not None
+
+    def ready(self) -> bool:
+        return self._model is not None and not self._draining
+
+    def server_metadata(self) -> dict[str, Any]:
+        return self._server_metadata
+
+    def model_ready(self, name: str, version: str | None = None) -> bool:
+        self._lookup(name, version)
+        return self.ready()
+
+    def model_metadata(self, name: str, version: str | None = None) -> dict[str, Any]:
+        model = self._require(name, version)
+        return {
+            "name": self.model_name,
+            "versions": [model.version],
+            "platform": model.backend.platform,
+            "inputs": [t.as_json() for t in model.signature.inputs],
+            "outputs": [t.as_json() for t in model.signature.outputs],
+        }
+
+    # ---- inference
+
+    async def infer(
+        self, name: str, version: str | None, body: bytes, header_length: int | None
+    ) -> EncodedResponse:
+        model = self._require(name, version)
+        batcher = self._batcher
+        assert batcher is not None
+        request = decode_request(body, header_length, model.signature)
+        try:
+            future = batcher.submit(request.inputs, request.outputs, request.rows)
+        except QueueFullError as exc:
+            raise QueueFull(f"model '{self.model_name}' is busy: {exc}; retry shortly") from None
+        outputs = await future
+        return encode_response(
+            self.model_name,
+            model.version,
+            request.id,
+            request.outputs,
+            [outputs[n] for n in request.outputs],
+            request.binary,
+        )
+
+    def _lookup(self, name: str, version: str | None) -> LoadedModel | None:
+        if name != self.model_name:
+            raise ModelNotFound(f"model '{name}' is not served here (this server serves '{self.model_name}')")
+        model = self._model
+        if version and model is not None and version != model.version:
+            raise ModelNotFound(
+                f"model '{name}' has no version '{version}' (serving version '{model.version}')"
+            )
+        return model
+
+    def _require(self, name: str, version: str | None) -> LoadedModel:
+        model = self._lookup(name, version)
+        if model is None:
+            reason = f"failed to load: {self.failure}" if self.failure else "is loading"
+            raise ModelNotReady(f"model '{name}' {reason}")
+        return model

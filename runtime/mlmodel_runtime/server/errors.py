@@ -1,0 +1,65 @@
+"""Domain errors of the server and the one table that maps them to HTTP status codes.
+
+Like KServe's `errors.py`: code below the transport raises these; the app turns them into the
+protocol's `{"error": "..."}` body with the status from `STATUS` (nearest class in the MRO).
+"""
+
+from __future__ import annotations
+
+from mlmodel_runtime.backends.errors import InferenceError
+from starlette.requests import ClientDisconnect
+
+
+class ServingError(Exception):
+    """Base of the errors a client can cause or meet; the message goes into the response."""
+
+    headers: dict[str, str] = {}
+
+
+class InvalidInput(ServingError):
+    """The request does not fit the protocol or the model's signature."""
+
+
+class ModelNotFound(ServingError):
+    """No model (or version) of this name is served here."""
+
+
+class ModelNotReady(ServingError):
+    """The model is still loading, failed, or the server is draining."""
+
+
+class QueueFull(ServingError):
+    """Too many requests wait for the model; the client should retry shortly."""
+
+    headers = {"Retry-After": "1"}
+
+
+class PayloadTooLarge(ServingError):
+    """The request body is over the configured limit."""
+
+
+class UnsupportedEncoding(ServingError):
+    """A Content-Encoding the server does not decode."""
+
+
+STATUS: dict[type[Exception], int] = {
+    InvalidInput: 400,
+    # the framework refused validated inputs (e.g. an index out of range): a problem of this input
+    InferenceError: 400,
+    ModelNotFound: 404,
+    PayloadTooLarge: 413,
+    UnsupportedEncoding: 415,
+    ModelNotReady: 503,
+    QueueFull: 503,
+    # the client hung up while sending; nobody reads the answer (nginx's code, for the metrics)
+    ClientDisconnect: 499,
+}
+
+
+def status_for(exc: BaseException) -> int:
+    """The HTTP status of an error: its nearest class in STATUS, else 500."""
+    for cls in type(exc).__mro__:
+        status = STATUS.get(cls)
+        if status is not None:
+            return status
+    return 500

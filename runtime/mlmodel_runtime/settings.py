@@ -1,0 +1,106 @@
+"""Typed runtime settings from the environment (prefix ``MLMODEL_``), see docs/contracts.md section 2.
+
+``FetchSettings`` is what the init container's ``fetch`` needs; ``ServeSettings`` adds the server.
+Command-line flags are passed as keyword arguments, which pydantic-settings ranks above the
+environment, so flags override it.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+Device = Literal["auto", "cpu", "cuda"]
+LogLevel = Literal["debug", "info", "warning", "error", "critical"]
+
+
+class FetchSettings(BaseSettings):
+    """Where the package comes from, where it goes and how it is checked."""
+
+    model_config = SettingsConfigDict(env_prefix="MLMODEL_", extra="ignore", frozen=True)
+
+    package: str = Field(min_length=1)
+    """`s3://bucket/prefix/`, `s3://bucket/x.zip` (or `.tar.gz`), or a local directory."""
+
+    model_dir: str = "/models"
+    """Where the package is downloaded to (an emptyDir in the pod)."""
+
+    package_digest: str = ""
+    """Expected package digest, `sha256:<hex>` of deployment_manifest.json; empty: not checked."""
+
+    format: str = ""
+    """Overrides metadata.json's format when set."""
+
+    allow_pickle: bool = False
+    """Allow pickle-based formats (joblib), which can run code when loaded."""
+
+    model_name: str = ""
+    """The name served under /v2/models/{name} (required to serve; in every log line)."""
+
+    model_revision: str = ""
+    """The operator's revision number, in logs and metrics."""
+
+    log_level: LogLevel = "info"
+    """Level of the JSON logs."""
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _lower(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
+
+    @field_validator("package_digest")
+    @classmethod
+    def _digest_form(cls, value: str) -> str:
+        if value and not (
+            value.startswith("sha256:")
+            and len(value) == 71
+            and all(c in "0123456789abcdef" for c in value[7:])
+        ):
+            raise ValueError("must be empty or 'sha256:' followed by 64 lowercase hex digits")
+        return value
+
+
+class ServeSettings(FetchSettings):
+    """Everything the model server needs."""
+
+    model_name: str = Field(min_length=1)
+    """The name served under /v2/models/{name}."""
+
+    host: str = "0.0.0.0"  # the pod's listener; tests and benchmarks pass 127.0.0.1
+    """Address of the V2 REST listener."""
+
+    port: int = Field(default=8080, ge=0, le=65535)
+    """Port of the V2 REST listener (container port `http`)."""
+
+    metrics_port: int = Field(default=8082, ge=0, le=65535)
+    """Port of the Prometheus /metrics listener (container port `metrics`); 0 = on the main port."""
+
+    max_batch_size: int = Field(default=0, ge=0)
+    """Dynamic batching: most rows in one merged batch; 0 or 1 turns batching off."""
+
+    max_batch_delay_ms: float = Field(default=0, ge=0)
+    """Dynamic batching: longest wait, from the oldest queued request, for a batch to fill."""
+
+    max_queue_size: int = Field(default=256, ge=1)
+    """Requests waiting for the model before new ones get 503 with Retry-After."""
+
+    max_request_bytes: int = Field(default=64 * 1024 * 1024, ge=1)
+    """Larger request bodies get 413."""
+
+    intra_op_threads: int = Field(default=0, ge=0)
+    """Threads inside one operator (0 = the framework's default)."""
+
+    inter_op_threads: int = Field(default=0, ge=0)
+    """Threads running independent operators in parallel (0 = the framework's default)."""
+
+    device: Device = "auto"
+    """`auto` (the GPU when present), `cpu` or `cuda`."""
+
+    graceful_shutdown_s: float = Field(default=25.0, gt=0)
+    """How long in-flight requests may take to finish after SIGTERM (inside the pod's 30 s grace)."""
+
+    @property
+    def batching(self) -> bool:
+        return self.max_batch_size > 1
