@@ -12,7 +12,7 @@ from __future__ import annotations
 import io
 import os
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +36,7 @@ from mlmodel_runtime.package.errors import AccessDenied, PackageError, PackageNo
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
+    from mypy_boto3_s3.type_defs import ObjectIdentifierTypeDef
 
 Progress = Callable[[int], None]
 """Called with the number of bytes moved since the last call (from worker threads)."""
@@ -260,6 +261,13 @@ class ObjectStore:
         """Managed upload (multipart above the chunk size, concurrent) of one file."""
         with self._errors(bucket, key):
             self.client.upload_file(str(src), bucket, key, Callback=progress, Config=self.transfer_config)
+
+    def delete(self, bucket: str, keys: Sequence[str]) -> None:
+        """Delete `keys` (in batches of 1000, the S3 limit)."""
+        for i in range(0, len(keys), 1000):
+            batch: list[ObjectIdentifierTypeDef] = [{"Key": k} for k in keys[i : i + 1000]]
+            with self._errors(bucket, keys[i]):
+                self.client.delete_objects(Bucket=bucket, Delete={"Objects": batch, "Quiet": True})
 
     def put_bytes(self, bucket: str, key: str, data: bytes) -> None:
         with self._errors(bucket, key):

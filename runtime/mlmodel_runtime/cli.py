@@ -1,0 +1,328 @@
+"""`mlmodel`: pack, verify and push model packages (typer + rich).
+
+Every command takes `--output json` for scripts (one JSON object on stdout, also on failure)
+and exits with the contract's codes: 0 ok, 2 usage, 10-16 the package failure reasons.
+Progress bars and warnings go to stderr, so stdout stays clean for YAML or JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+import yaml
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+
+from mlmodel_runtime.package.archive import ArchiveKind
+from mlmodel_runtime.package.errors import EXIT_USAGE, PackageError
+from mlmodel_runtime.package.models import MANIFEST_FILE, ModelFormat
+from mlmodel_runtime.package.source import InvalidUri, PackageUri, open_source, parse_uri
+from mlmodel_runtime.package.store import ObjectStore, redact_endpoint
+from mlmodel_runtime.package.verify import ValidatedPackage, check_head, validate_package
+from mlmodel_runtime.packing import PackError, pack
+
+API_VERSION = "serving.mlmodel.io/v1alpha1"
+
+app = typer.Typer(
+    name="mlmodel",
+    help="Pack, verify and push model packages for the MLModel operator.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+err = Console(stderr=True)
+out = Console(soft_wrap=True, highlight=False)
+
+
+class Output(StrEnum):
+    TEXT = "text"
+    JSON = "json"
+
+
+OutputOpt = Annotated[Output, typer.Option("--output", "-o", help="text for people, json for scripts")]
+EndpointOpt = Annotated[
+    str | None,
+    typer.Option("--endpoint", help="S3-compatible endpoint URL (default: AWS_ENDPOINT_URL)", show_default=False),
+]
+
+
+class UsageError(Exception):
+    """A usage error found after parsing (exit code 2)."""
+
+
+def _emit_json(data: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(data, indent=2) + "\n")
+
+
+def _fail(output: Output, reason: str, message: str, code: int) -> NoReturn:
+    if output is Output.JSON:
+        _emit_json({"ok": False, "reason": reason, "message": message, "exitCode": code})
+    else:
+        err.print(f"[bold red]error[/] [red]{reason}[/]: {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+@contextmanager
+def _failures(output: Output) -> Iterator[None]:
+    """Turn the package errors into the contract's exit codes and a clear last line."""
+    try:
+        yield
+    except PackageError as exc:
+        _fail(output, exc.reason, exc.message, exc.exit_code)
+    except (InvalidUri, PackError, UsageError) as exc:
+        _fail(output, "UsageError", str(exc), EXIT_USAGE)
+
+
+def _warn(output: Output, warnings: tuple[str, ...]) -> None:
+    if output is Output.TEXT:
+        for warning in warnings:
+            err.print(f"[yellow]warning[/]: {warning}", highlight=False)
+
+
+def _store_for(uri: str, endpoint: str | None) -> ObjectStore | None:
+    return ObjectStore(endpoint_url=endpoint) if uri.startswith("s3://") else None
+
+
+def _package_summary(pkg: ValidatedPackage) -> dict[str, Any]:
+    return {
+        "uri": pkg.uri,
+        "digest": pkg.digest,
+        "name": pkg.metadata.name,
+        "version": pkg.metadata.version,
+        "format": pkg.format.value,
+        "entrypoint": pkg.manifest.entrypoint,
+        "files": len(pkg.manifest.files) + 1,
+        "totalSize": pkg.total_size,
+        "inputs": [t.model_dump(mode="json") for t in pkg.metadata.inputs],
+        "outputs": [t.model_dump(mode="json") for t in pkg.metadata.outputs],
+        "warnings": list(pkg.warnings),
+    }
+
+
+@app.command("pack")
+def pack_command(
+    directory: Annotated[Path, typer.Argument(help="directory holding the model file (model.onnx, ...)")],
+    name: Annotated[str | None, typer.Option(help="model name (default: the directory name)")] = None,
+    version: Annotated[str | None, typer.Option(help="model version (default: 1)")] = None,
+    format: Annotated[
+        ModelFormat | None, typer.Option("--format", help="model format (default: from the file name)")
+    ] = None,
+    archive: Annotated[
+        ArchiveKind | None, typer.Option(help="also write <dir>.zip or <dir>.tar.gz beside the directory")
+    ] = None,
+    output: OutputOpt = Output.TEXT,
+) -> None:
+    """Write metadata.json (where missing) and deployment_manifest.json for DIRECTORY."""
+    with _failures(output):
+        result = pack(directory, name=name, version=version, format=format, archive=archive)
+    if output is Output.JSON:
+        _emit_json({"ok": True, **result.summary()})
+        return
+    _warn(output, result.warnings)
+    meta = result.metadata
+    out.print(f"packed {result.directory}: {meta.name} version {meta.version}, {meta.format.value}")
+    out.print(f"  entrypoint {result.manifest.entrypoint}, {len(result.manifest.files)} files listed")
+    out.print(f"  digest {result.digest}")
+    if result.archive:
+        out.print(f"  archive {result.archive}")
+
+
+@app.command("verify")
+def verify_command(
+    target: Annotated[str, typer.Argument(help="package directory, archive, or s3://bucket/prefix/ URI")],
+    endpoint: EndpointOpt = None,
+    allow_pickle: Annotated[bool, typer.Option(help="accept pickle-based formats (joblib)")] = False,
+    expected_digest: Annotated[
+        str | None, typer.Option(help="fail unless the package digest is this sha256:<hex>")
+    ] = None,
+    output: OutputOpt = Output.TEXT,
+) -> None:
+    """Run the same validation as the operator and the runtime (validate_package) on TARGET."""
+    with _failures(output):
+        if output is Output.TEXT:
+            with err.status(f"verifying {target}"):
+                pkg = validate_package(
+                    target,
+                    allow_pickle=allow_pickle,
+                    expected_digest=expected_digest,
+                    store=_store_for(target, endpoint),
+                )
+        else:
+            pkg = validate_package(
+                target, allow_pickle=allow_pickle, expected_digest=expected_digest, store=_store_for(target, endpoint)
+            )
+    if output is Output.JSON:
+        _emit_json({"ok": True, **_package_summary(pkg)})
+        return
+    _warn(output, pkg.warnings)
+    out.print(f"[green]valid[/] {pkg.uri}: {pkg.metadata.name} version {pkg.metadata.version}, {pkg.format.value}")
+    out.print(f"  {len(pkg.manifest.files) + 1} files, {pkg.total_size} bytes, digest {pkg.digest}")
+
+
+def _mlmodel_resource(
+    name: str, uri: str, fmt: ModelFormat, endpoint: str | None, credentials_secret: str | None
+) -> dict[str, Any]:
+    """The MLModel that serves the pushed package (docs: DESIGN.md "The resource")."""
+    source: dict[str, Any] = {"uri": uri}
+    if endpoint:
+        source["endpoint"] = endpoint
+    if credentials_secret:
+        source["credentialsSecret"] = credentials_secret
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "MLModel",
+        "metadata": {"name": name},
+        "spec": {"source": source, "format": fmt.value},
+    }
+
+
+def _resource_name(name: str) -> str:
+    """A DNS-1123 label from the model name (MLModel names become Deployment names)."""
+    cleaned = "".join(c if c.isalnum() else "-" for c in name.lower()).strip("-")
+    return cleaned[:63].rstrip("-") or "model"
+
+
+def _upload_plan(local: Path, dest: PackageUri) -> list[tuple[Path, str]]:
+    """(file, key) pairs to upload, the manifest last so no reader sees it before its files."""
+    if local.is_file():
+        key = dest.key if dest.archive else dest.key + local.name
+        return [(local, key)]
+    files = sorted(p for p in local.rglob("*") if p.is_file())
+    files.sort(key=lambda p: p.relative_to(local).as_posix() == MANIFEST_FILE)
+    return [(p, dest.key + p.relative_to(local).as_posix()) for p in files]
+
+
+def _check_target(
+    store: ObjectStore, dest: PackageUri, digest: str, plan: list[tuple[Path, str]], *, archive: bool, force: bool
+) -> list[str]:
+    """Keys to delete after the upload; UsageError when the target holds another package."""
+    if archive:  # one object
+        if store.exists(dest.bucket, plan[0][1]) and not force:
+            raise UsageError(f"s3://{dest.bucket}/{plan[0][1]} exists; pass --force to replace it")
+        return []
+    existing = [o.key for o in store.list(dest.bucket, dest.key)]
+    if not existing:
+        return []
+    manifest_key = dest.key + MANIFEST_FILE
+    if not force:
+        try:
+            with open_source(str(dest), store=store) as remote:
+                same = check_head(remote, allow_pickle=True).digest == digest
+        except PackageError:
+            same = False
+        if not same:
+            raise UsageError(
+                f"{dest} already holds other files or another package; push to a new prefix "
+                "(e.g. one per version) or pass --force to replace it"
+            )
+    ours = {key for _, key in plan} | {manifest_key}
+    return [k for k in existing if k not in ours]
+
+
+@app.command("push")
+def push_command(
+    local: Annotated[Path, typer.Argument(help="a packed directory, or a .zip / .tar.gz package")],
+    uri: Annotated[str, typer.Argument(help="s3://bucket/prefix/ (or s3://bucket/name.zip for an archive)")],
+    endpoint: EndpointOpt = None,
+    cluster_endpoint: Annotated[
+        str | None, typer.Option(help="endpoint the cluster uses, for the printed MLModel (default: --endpoint)")
+    ] = None,
+    credentials_secret: Annotated[
+        str | None, typer.Option(help="Secret with the access key pair, for the printed MLModel")
+    ] = "models-s3",
+    name: Annotated[str | None, typer.Option(help="MLModel name (default: the package's name)")] = None,
+    force: Annotated[bool, typer.Option(help="replace what the target already holds")] = False,
+    output: OutputOpt = Output.TEXT,
+) -> None:
+    """Verify LOCAL, upload it (multipart, concurrent) to URI and print the MLModel that serves it."""
+    with _failures(output):
+        dest = parse_uri(uri)
+        if dest.scheme != "s3":
+            raise UsageError(f"{uri}: push needs an s3:// URI")
+        pkg = validate_package(str(local))
+        if local.is_dir() and dest.archive:
+            raise UsageError(f"{uri}: a directory goes to a prefix (s3://bucket/prefix/); pack --archive for a file")
+        store = ObjectStore(endpoint_url=endpoint)
+        plan = _upload_plan(local, dest)
+        stale = _check_target(store, dest, pkg.digest, plan, archive=local.is_file(), force=force)
+        started = time.monotonic()
+        total = sum(path.stat().st_size for path, _ in plan)
+        with _progress(output, total) as advance:
+            for path, key in plan:
+                store.upload(path, dest.bucket, key, progress=advance)
+        if stale:
+            store.delete(dest.bucket, stale)
+        pushed_uri = f"s3://{dest.bucket}/{plan[0][1]}" if local.is_file() else str(dest)
+        with open_source(pushed_uri, store=store) as remote:
+            pushed = check_head(remote, allow_pickle=True, expected_digest=pkg.digest)
+        seconds = time.monotonic() - started
+    shown_endpoint = cluster_endpoint or (redact_endpoint(store.endpoint_url) if store.endpoint_url else None)
+    resource = _mlmodel_resource(
+        _resource_name(name or pkg.metadata.name), pushed_uri, pushed.format, shown_endpoint, credentials_secret
+    )
+    if output is Output.JSON:
+        _emit_json(
+            {
+                "ok": True,
+                "uri": pushed_uri,
+                "digest": pkg.digest,
+                "bytes": total,
+                "seconds": round(seconds, 3),
+                "mlmodel": resource,
+            }
+        )
+        return
+    _warn(output, pkg.warnings)
+    mib_s = total / 2**20 / max(seconds, 1e-6)
+    err.print(f"pushed {pushed_uri} ({total} bytes in {seconds:.1f}s, {mib_s:.1f} MiB/s), digest {pkg.digest}")
+    sys.stdout.write(yaml.safe_dump(resource, sort_keys=False))
+
+
+@contextmanager
+def _progress(output: Output, total: int) -> Iterator[Callable[[int], None]]:
+    """A byte-count callback; a rich transfer bar on stderr in text mode."""
+    if output is Output.JSON or not err.is_terminal:
+        yield lambda _n: None
+        return
+    columns = (
+        TextColumn("uploading"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=err, transient=True) as progress:
+        task = progress.add_task("upload", total=total)
+        yield lambda n: progress.advance(task, n)
+
+
+# ---------------------------------------------------------------------------------------------
+# Room for the revision commands that arrive with the operator's revision history:
+#   mlmodel history NAME [-n NAMESPACE]              list status.history (revision, uri, digest, outcome)
+#   mlmodel rollback NAME --to-revision N [-n NS]    ask the operator to serve revision N again
+# They are deliberately not implemented yet.
+# ---------------------------------------------------------------------------------------------
+
+
+def main() -> None:
+    """Entry point of the `mlmodel` console script."""
+    app()
+
+
+if __name__ == "__main__":
+    main()
