@@ -1,0 +1,231 @@
+"""Operator configuration: typed, loaded from the YAML file the chart mounts (`--config FILE`).
+
+Field names are camelCase in the file. Environment variables override it: the prefix
+`MLMODEL_OPERATOR_` and the snake_case name, nested keys joined by `__`
+(`MLMODEL_OPERATOR_ALLOW_PICKLE=true`, `MLMODEL_OPERATOR_RESYNC__INTERVAL_SECONDS=30`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic.alias_generators import to_camel, to_snake
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from mlmodel_operator.spec import PICKLE_FORMATS, Format, Quantity
+
+_SAFE_FORMATS: tuple[Format, ...] = ("onnx", "torchscript", "torch-export")
+
+
+class ConfigError(ValueError):
+    """The configuration file is missing, unreadable or invalid."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        validate_by_name=True,
+        validate_by_alias=True,
+        serialize_by_alias=True,
+        extra="forbid",
+        frozen=True,
+    )
+
+
+class Toleration(_Section):
+    """A pod toleration (the core v1 Toleration fields)."""
+
+    key: str | None = None
+    operator: Literal["Exists", "Equal"] = "Equal"
+    value: str | None = None
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
+    toleration_seconds: int | None = None
+
+    def to_k8s(self) -> dict[str, Any]:
+        return self.model_dump(by_alias=True, exclude_none=True)
+
+
+class NodePool(_Section):
+    """A named group of nodes that models can ask for with spec.nodePool."""
+
+    name: str = Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63)
+    default: bool = Field(default=False, description="Used when a model names no pool; at most one.")
+    node_selector: dict[str, str] = Field(default_factory=dict)
+    tolerations: list[Toleration] = Field(default_factory=list)
+    gpu_resource_name: str | None = Field(
+        default=None, description="Extended resource of the pool's GPUs, e.g. nvidia.com/gpu; unset: no GPUs."
+    )
+
+
+class ResourceDefaults(_Section):
+    """Requests and limits of a runtime container when the model does not set them."""
+
+    requests: dict[str, Quantity] = Field(default_factory=dict)
+    limits: dict[str, Quantity] = Field(default_factory=dict)
+
+
+class SecretKeys(_Section):
+    """Keys of the credentials Secret that hold the access key pair."""
+
+    access_key_id: str = "AWS_ACCESS_KEY_ID"
+    secret_access_key: str = "AWS_SECRET_ACCESS_KEY"
+
+
+class ObjectStore(_Section):
+    """Defaults for models that do not set source.endpoint / source.region."""
+
+    endpoint: str | None = None
+    region: str = "us-east-1"
+    secret_keys: SecretKeys = Field(default_factory=SecretKeys)
+    connect_timeout_seconds: float = Field(default=5.0, gt=0)
+    read_timeout_seconds: float = Field(default=30.0, gt=0)
+
+
+class Watch(_Section):
+    """Which namespaces the operator serves."""
+
+    namespaces: list[str] = Field(default_factory=list, description="Empty: all namespaces.")
+
+
+class Resync(_Section):
+    """The periodic reconcile of every model (besides reacting to changes)."""
+
+    interval_seconds: float = Field(default=60.0, gt=0)
+    # Delay before retrying a pass that hit a temporary error (object store unreachable).
+    retry_delay_seconds: float = Field(default=10.0, gt=0)
+
+
+class Startup(_Section):
+    """How long the runtime may take to download, verify and load a package before it is restarted.
+
+    budget = baseSeconds + package size / bytesPerSecond, capped at maxSeconds; the startup probe
+    gets failureThreshold = ceil(budget / periodSeconds).
+    """
+
+    base_seconds: int = Field(default=60, ge=1)
+    bytes_per_second: int = Field(default=25 * 1024 * 1024, ge=1)
+    max_seconds: int = Field(default=3600, ge=1)
+    period_seconds: int = Field(default=5, ge=1, le=60)
+
+
+class Runtime(_Section):
+    """Settings of the runtime pods that are not per model."""
+
+    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
+    run_as_user: int = Field(default=65532, ge=1)
+    service_account_name: str | None = None
+    termination_grace_period_seconds: int = Field(default=30, ge=0)
+    scratch_size_limit: Quantity = "1Gi"
+
+
+class Peering(_Section):
+    """kopf peering, for running several operator replicas (one active)."""
+
+    enabled: bool = False
+    name: str = "mlmodel-operator"
+    priority: int = 0
+
+
+class OperatorConfig(BaseSettings):
+    """The whole operator configuration."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="MLMODEL_OPERATOR_",
+        env_nested_delimiter="__",
+        # No aliases at this level: pydantic-settings would drop the prefix for aliased fields.
+        # load_config() maps the file's camelCase keys to these names.
+        extra="forbid",
+        frozen=True,
+    )
+
+    node_pools: list[NodePool] = Field(default_factory=list)
+    runtime_images: dict[Format, str] = Field(default_factory=dict)
+    default_resources: ResourceDefaults = Field(default_factory=ResourceDefaults)
+    allowed_formats: list[Format] = Field(default_factory=lambda: list(_SAFE_FORMATS))
+    allow_pickle: bool = False
+    object_store: ObjectStore = Field(default_factory=ObjectStore)
+    watch: Watch = Field(default_factory=Watch)
+    resync: Resync = Field(default_factory=Resync)
+    startup: Startup = Field(default_factory=Startup)
+    runtime: Runtime = Field(default_factory=Runtime)
+    peering: Peering = Field(default_factory=Peering)
+    cluster_domain: str = "cluster.local"
+    field_manager: str = "mlmodel-operator"
+    metrics_port: int = Field(default=8090, ge=0, le=65535, description="0: no metrics listener.")
+    health_port: int = Field(default=8091, ge=0, le=65535, description="0: no liveness endpoint.")
+    max_workers: int = Field(default=16, ge=1, le=256, description="Threads for concurrent reconciles.")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The environment overrides the file (which arrives as init arguments).
+        return (env_settings, init_settings)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> OperatorConfig:
+        names = [pool.name for pool in self.node_pools]
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise ValueError(f"nodePools: duplicate names {duplicates}")
+        defaults = [pool.name for pool in self.node_pools if pool.default]
+        if len(defaults) > 1:
+            raise ValueError(f"nodePools: at most one default pool, found {defaults}")
+        pickled = sorted(set(self.allowed_formats) & PICKLE_FORMATS)
+        if pickled and not self.allow_pickle:
+            raise ValueError(
+                f"allowedFormats lists pickle-based {pickled}, which can run code when loaded: "
+                "set allowPickle: true to allow them"
+            )
+        without_image = sorted(set(self.allowed_formats) - set(self.runtime_images))
+        if without_image:
+            raise ValueError(f"runtimeImages: no image for allowed formats {without_image}")
+        return self
+
+    @property
+    def effective_formats(self) -> frozenset[str]:
+        """Formats a model may use: allowed, with an image, and pickle-based only if allowed."""
+        return frozenset(
+            f for f in self.allowed_formats if self.allow_pickle or f not in PICKLE_FORMATS
+        )
+
+    def pool(self, name: str | None) -> NodePool | None:
+        """The named pool, or the default one for None; None when there is no such pool."""
+        for pool in self.node_pools:
+            if (name is None and pool.default) or pool.name == name:
+                return pool
+        return None
+
+
+def load_config(path: Path) -> OperatorConfig:
+    """Read and validate the configuration file; a ConfigError says what is wrong."""
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level, found {type(raw).__name__}")
+    try:
+        return OperatorConfig(**{to_snake(str(key)): value for key, value in raw.items()})
+    except ValidationError as exc:
+        raise ConfigError(f"{path}: {describe_errors(exc)}") from None
+
+
+def describe_errors(exc: ValidationError) -> str:
+    """One line per problem, each naming the field as the file spells it (camelCase)."""
+    lines = []
+    for error in exc.errors():
+        loc = [to_camel(part) if isinstance(part, str) else str(part) for part in error["loc"]]
+        message = str(error["msg"]).removeprefix("Value error, ")
+        lines.append(f"{'.'.join(loc)}: {message}" if loc else message)
+    return "; ".join(lines)

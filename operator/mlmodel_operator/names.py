@@ -1,0 +1,58 @@
+"""Names, label keys and annotation keys shared by rendering, planning and status.
+
+The selector labels are immutable on a Deployment: never change what `selector_labels` returns.
+"""
+
+from __future__ import annotations
+
+APP_NAME = "mlmodel-runtime"
+MANAGED_BY = "mlmodel-operator"
+PART_OF = "mlmodel"
+COMPONENT = "model-server"
+
+LABEL_NAME = "app.kubernetes.io/name"
+LABEL_INSTANCE = "app.kubernetes.io/instance"
+LABEL_COMPONENT = "app.kubernetes.io/component"
+LABEL_PART_OF = "app.kubernetes.io/part-of"
+LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
+
+# On the pod template (so on each ReplicaSet and pod): the operator's revision number.
+REVISION_LABEL = "serving.mlmodel.io/revision"
+# On the pod template: hash of the template without the revision, to tell whether the desired
+# template is the one already rolled out (then its revision number is kept).
+FINGERPRINT_ANNOTATION = "serving.mlmodel.io/template-fingerprint"
+# On the pod template: the package digest the pods verify.
+DIGEST_ANNOTATION = "serving.mlmodel.io/package-digest"
+# On the Deployment and Service: hash of what the operator last applied, so that a pass with
+# nothing to change sends nothing.
+APPLIED_HASH_ANNOTATION = "serving.mlmodel.io/applied-hash"
+
+CONTAINER_NAME = "runtime"
+HTTP_PORT = 8080
+METRICS_PORT = 8082
+MODEL_DIR = "/models"
+
+
+def selector_labels(model: str) -> dict[str, str]:
+    """Labels that select a model's runtime pods (Deployment selector, Service selector)."""
+    return {LABEL_NAME: APP_NAME, LABEL_INSTANCE: model}
+
+
+def selector_string(model: str) -> str:
+    """The selector as a label-selector string (status.selector, for the scale subresource)."""
+    return ",".join(f"{key}={value}" for key, value in sorted(selector_labels(model).items()))
+
+
+def object_labels(model: str) -> dict[str, str]:
+    """The app.kubernetes.io/* labels of everything the operator creates for a model."""
+    return {
+        **selector_labels(model),
+        LABEL_COMPONENT: COMPONENT,
+        LABEL_PART_OF: PART_OF,
+        LABEL_MANAGED_BY: MANAGED_BY,
+    }
+
+
+def model_url(model: str, namespace: str, cluster_domain: str) -> str:
+    """In-cluster URL of a model's V2 endpoint, through its Service."""
+    return f"http://{model}.{namespace}.svc.{cluster_domain}:{HTTP_PORT}/v2/models/{model}"

@@ -1,0 +1,406 @@
+"""The MLModel resource, typed: the one source of truth for the CRD (see `crdgen`) and for parsing.
+
+Field names are camelCase on the wire (aliases) and snake_case in Python. Every field carries a
+description, because `kubectl explain` shows it. Cross-field rules are CEL expressions
+(`x-kubernetes-validations`) so the API server refuses bad resources at admission; the same rules
+are not re-checked here, since every object the operator reads has passed admission.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
+from pydantic.alias_generators import to_camel
+
+GROUP = "serving.mlmodel.io"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+KIND = "MLModel"
+PLURAL = "mlmodels"
+SINGULAR = "mlmodel"
+
+Format = Literal["onnx", "torchscript", "torch-export", "joblib"]
+"""Package formats of docs/contracts.md; `joblib` is pickle-based (refused unless configured)."""
+
+PICKLE_FORMATS: frozenset[str] = frozenset({"joblib"})
+
+# The Kubernetes quantity grammar (resource.Quantity), as the core API's own schema uses it.
+QUANTITY_PATTERN = (
+    r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|"
+    r"([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
+)
+DNS_LABEL_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+DNS_SUBDOMAIN_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+S3_URI_PATTERN = r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/.*$"
+HTTP_URL_PATTERN = r"^https?://[^\s/]+(/\S*)?$"
+
+# Labels the operator sets on the runtime pods; users may not override them through podMetadata.
+RESERVED_LABEL_PREFIXES = ("app.kubernetes.io/", "serving.mlmodel.io/")
+
+
+def _quantity_to_str(value: object) -> object:
+    return str(value) if isinstance(value, int | float) and not isinstance(value, bool) else value
+
+
+Quantity = Annotated[
+    str,
+    BeforeValidator(_quantity_to_str),
+    WithJsonSchema(
+        {
+            "x-kubernetes-int-or-string": True,
+            "anyOf": [{"type": "integer"}, {"type": "string"}],
+            "pattern": QUANTITY_PATTERN,
+        }
+    ),
+]
+"""A Kubernetes resource quantity (`500m`, `2`, `8Gi`); integers are accepted and kept as text."""
+
+
+def _rule(rule: str, message: str, field_path: str | None = None, reason: str | None = None) -> dict[str, str]:
+    out = {"rule": rule, "message": message}
+    if field_path:
+        out["fieldPath"] = field_path
+    if reason:
+        out["reason"] = reason
+    return out
+
+
+def _validations(*rules: dict[str, str]) -> dict[str, Any]:
+    return {"x-kubernetes-validations": list(rules)}
+
+
+class _Model(BaseModel):
+    """camelCase on the wire; unknown fields ignored so an older operator reads a newer object."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        validate_by_name=True,
+        validate_by_alias=True,
+        serialize_by_alias=True,
+        extra="ignore",
+        frozen=True,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# spec
+
+
+class Source(_Model):
+    """Where the model package lives: an S3-compatible prefix or a single .zip / .tar.gz object."""
+
+    uri: str = Field(
+        pattern=S3_URI_PATTERN,
+        max_length=1024,
+        description=(
+            "Package location: s3://bucket/prefix/ (a directory holding deployment_manifest.json, "
+            "metadata.json and the model) or s3://bucket/key.zip / .tar.gz (an archive of the same files)."
+        ),
+    )
+    endpoint: str | None = Field(
+        default=None,
+        pattern=HTTP_URL_PATTERN,
+        max_length=512,
+        description=(
+            "S3-compatible endpoint URL, e.g. http://objectstore.storage:8333. "
+            "Defaults to the operator's objectStore.endpoint (AWS S3 when that is unset too)."
+        ),
+    )
+    region: str | None = Field(
+        default=None,
+        max_length=64,
+        pattern=r"^[a-z0-9-]+$",
+        description="Object-store region. Defaults to the operator's objectStore.region.",
+    )
+    credentials_secret: str | None = Field(
+        default=None,
+        max_length=253,
+        pattern=DNS_SUBDOMAIN_PATTERN,
+        description=(
+            "Name of a Secret in this namespace with the access key pair (keys AWS_ACCESS_KEY_ID and "
+            "AWS_SECRET_ACCESS_KEY unless the operator is configured otherwise). The operator reads it to "
+            "validate the package and the runtime pods get it through secretKeyRef; its values never "
+            "appear in status, events or logs. Unset: ambient credentials (the operator's environment "
+            "when it validates, the pod's when the runtime downloads)."
+        ),
+    )
+
+
+class Resources(_Model):
+    """Compute resources of each runtime replica."""
+
+    model_config = ConfigDict(
+        json_schema_extra=_validations(
+            _rule(
+                "!has(self.requests) || self.requests.all(k, k in ['cpu', 'memory', 'ephemeral-storage'])",
+                "requests may name cpu, memory and ephemeral-storage only; use resources.gpu for GPUs",
+                ".requests",
+            ),
+            _rule(
+                "!has(self.limits) || self.limits.all(k, k in ['cpu', 'memory', 'ephemeral-storage'])",
+                "limits may name cpu, memory and ephemeral-storage only; use resources.gpu for GPUs",
+                ".limits",
+            ),
+            _rule(
+                "!has(self.requests) || !has(self.limits) || self.limits.all(k, !(k in self.requests) || "
+                "quantity(string(self.limits[k])).compareTo(quantity(string(self.requests[k]))) >= 0)",
+                "each limit must be at least the request of the same resource",
+                ".limits",
+            ),
+        )
+    )
+
+    gpu: int = Field(
+        default=0,
+        ge=0,
+        le=64,
+        description=(
+            "GPUs per replica, requested as the node pool's GPU resource (nvidia.com/gpu by default) in "
+            "limits. Needs a node pool with a GPU resource name: spec.nodePool, or the operator's default "
+            "pool when nodePool is unset."
+        ),
+    )
+    requests: dict[str, Quantity] | None = Field(
+        default=None,
+        max_length=3,
+        description=(
+            "Resource requests per replica (cpu, memory, ephemeral-storage), merged over the operator's "
+            "defaultResources key by key."
+        ),
+    )
+    limits: dict[str, Quantity] | None = Field(
+        default=None,
+        max_length=3,
+        description=(
+            "Resource limits per replica (cpu, memory, ephemeral-storage), merged over the operator's "
+            "defaultResources key by key."
+        ),
+    )
+
+
+class Batching(_Model):
+    """Dynamic batching in the runtime: concurrent requests merged into one framework call."""
+
+    model_config = ConfigDict(
+        json_schema_extra=_validations(
+            _rule(
+                "self.maxDelayMs == 0 || self.maxBatchSize > 1",
+                "maxDelayMs requires maxBatchSize > 1 (there is no batch to wait for otherwise)",
+                ".maxDelayMs",
+            ),
+        )
+    )
+
+    max_batch_size: int = Field(
+        default=0, ge=0, le=4096, description="Most rows in one merged batch; 0 or 1 turns batching off."
+    )
+    max_delay_ms: int = Field(
+        default=0,
+        ge=0,
+        le=10000,
+        description="Longest wait, in milliseconds, for a batch to fill before it runs anyway.",
+    )
+    max_queue_size: int = Field(
+        default=256,
+        ge=1,
+        le=100000,
+        description="Requests queued per replica before the runtime answers 503 with Retry-After.",
+    )
+
+
+class Rollout(_Model):
+    """How a new revision replaces the serving one."""
+
+    strategy: Literal["Surge", "Replace"] = Field(
+        default="Surge",
+        description=(
+            "Surge: new pods start first and old ones go once the new are ready (needs room for one "
+            "extra replica). Replace: one old pod goes first, then its replacement starts (for GPU pools "
+            "without room for a surge; a single replica means a short outage)."
+        ),
+    )
+    progress_deadline_seconds: int = Field(
+        default=600,
+        ge=30,
+        le=86400,
+        description=(
+            "Seconds a rollout may make no progress before it is reported as failed "
+            "(the Deployment's progressDeadlineSeconds)."
+        ),
+    )
+    auto_rollback: bool = Field(
+        default=True,
+        description=(
+            "Roll back to the last revision that served when a new revision fails (bad package, crash "
+            "loop, probes never pass, progress deadline exceeded, unschedulable)."
+        ),
+    )
+
+
+class PodMetadata(_Model):
+    """Labels and annotations copied onto the runtime pods."""
+
+    model_config = ConfigDict(
+        json_schema_extra=_validations(
+            _rule(
+                "!has(self.labels) || self.labels.all(k, !k.startsWith('app.kubernetes.io/') && "
+                "!k.startsWith('serving.mlmodel.io/'))",
+                "labels under app.kubernetes.io/ and serving.mlmodel.io/ are set by the operator",
+                ".labels",
+            ),
+        )
+    )
+
+    labels: dict[str, Annotated[str, Field(max_length=63)]] | None = Field(
+        default=None, max_length=64, description="Labels added to every runtime pod."
+    )
+    annotations: dict[str, Annotated[str, Field(max_length=4096)]] | None = Field(
+        default=None, max_length=64, description="Annotations added to every runtime pod."
+    )
+
+
+class MLModelSpec(_Model):
+    """The desired state of a served model."""
+
+    source: Source = Field(description="Where the model package is and how to read it.")
+    format: Format | None = Field(
+        default=None,
+        description=(
+            "Model format. Unset: taken from the package's metadata.json; set: must match it. "
+            "joblib is pickle-based and refused unless the operator allows pickle."
+        ),
+    )
+    replicas: int = Field(
+        default=1,
+        ge=0,
+        le=1000,
+        description="Runtime replicas (the scale subresource: kubectl scale and an HPA set this).",
+    )
+    node_pool: str | None = Field(
+        default=None,
+        max_length=63,
+        pattern=DNS_LABEL_PATTERN,
+        description=(
+            "Named node pool from the operator's configuration (node selector, tolerations, GPU "
+            "resource). Unset: the pool marked default there."
+        ),
+    )
+    resources: Resources = Field(
+        default_factory=Resources,
+        json_schema_extra={"default": {}},
+        description="GPUs, requests and limits of each replica.",
+    )
+    batching: Batching = Field(
+        default_factory=Batching,
+        json_schema_extra={"default": {}},
+        description="Dynamic batching settings passed to the runtime.",
+    )
+    rollout: Rollout = Field(
+        default_factory=Rollout,
+        json_schema_extra={"default": {}},
+        description="Rollout strategy, progress deadline and automatic rollback.",
+    )
+    revision_history_limit: int = Field(
+        default=10,
+        ge=1,
+        le=100,
+        description="Revisions kept in status.history (and old ReplicaSets kept by the Deployment).",
+    )
+    rollback_to: int | None = Field(
+        default=None,
+        ge=1,
+        description=(
+            "Serve this earlier revision from status.history instead of the source above "
+            "(requires revision history support in the operator)."
+        ),
+    )
+    pod_metadata: PodMetadata = Field(
+        default_factory=PodMetadata,
+        json_schema_extra={"default": {}},
+        description="Labels and annotations copied onto the runtime pods.",
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# status
+
+ConditionType = Literal["Ready", "Reconciling", "Stalled", "PackageValid", "Available"]
+
+
+class Condition(_Model):
+    """A kstatus / metav1.Condition-shaped condition."""
+
+    type: str = Field(
+        max_length=316, description="Condition type: Ready, Reconciling, Stalled, PackageValid, Available."
+    )
+    status: Literal["True", "False", "Unknown"] = Field(description="True, False or Unknown.")
+    reason: str = Field(max_length=1024, description="CamelCase reason for the condition's last transition.")
+    message: str = Field(default="", max_length=32768, description="Human-readable detail.")
+    last_transition_time: str = Field(
+        description="When the status last changed (RFC 3339); unchanged while the status stays the same."
+    )
+    observed_generation: int = Field(
+        default=0, ge=0, description="The metadata.generation this condition was computed for."
+    )
+
+
+class PackageStatus(_Model):
+    """The validated package of the desired revision."""
+
+    uri: str = Field(description="The package URI that was validated.")
+    digest: str = Field(description="Package digest, sha256:<hex> of deployment_manifest.json.")
+    size: int = Field(ge=0, description="Total size of the package's files in bytes.")
+    format: str = Field(description="Model format of the package.")
+
+
+class MLModelStatus(_Model):
+    """The observed state, written by the operator once per reconcile pass."""
+
+    observed_generation: int | None = Field(
+        default=None, description="The metadata.generation of the MLModel that this status describes."
+    )
+    conditions: list[Condition] = Field(
+        default_factory=list,
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
+        description="Ready, Reconciling, Stalled, PackageValid and Available, kstatus style.",
+    )
+    replicas: int | None = Field(default=None, description="Runtime pods that exist (the scale subresource).")
+    available_replicas: int | None = Field(default=None, description="Runtime pods available to serve.")
+    updated_replicas: int | None = Field(default=None, description="Runtime pods of the desired revision.")
+    availability: str | None = Field(default=None, description="available/desired replicas, e.g. 2/3.")
+    selector: str | None = Field(
+        default=None, description="Label selector of the runtime pods (the scale subresource, for an HPA)."
+    )
+    url: str | None = Field(default=None, description="In-cluster URL of the model's V2 inference endpoint.")
+    revision: int | None = Field(default=None, description="The revision now serving.")
+    desired_revision: int | None = Field(default=None, description="The revision being rolled out or served.")
+    package: PackageStatus | None = Field(default=None, description="The validated package of the desired revision.")
+
+
+# ---------------------------------------------------------------------------------------------
+# the object
+
+
+class ObjectMeta(_Model):
+    """The parts of metadata the operator uses."""
+
+    name: str
+    namespace: str
+    uid: str = ""
+    generation: int = 0
+    resource_version: str = ""
+
+
+class MLModel(_Model):
+    """An MLModel as the operator reads it."""
+
+    api_version: str = API_VERSION
+    kind: str = KIND
+    metadata: ObjectMeta
+    spec: MLModelSpec
+    status: MLModelStatus = Field(default_factory=MLModelStatus)
+
+    @property
+    def key(self) -> str:
+        return f"{self.metadata.namespace}/{self.metadata.name}"

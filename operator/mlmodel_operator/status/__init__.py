@@ -1,0 +1,23 @@
+"""Status: observe the runtime's objects, compute conditions once per pass, and the events to post."""
+
+from mlmodel_operator.status.compute import PACKAGE_REASONS, Failure, PassFacts, compute_status, human_size
+from mlmodel_operator.status.conditions import Verdict, find, merge_conditions
+from mlmodel_operator.status.events import EventSpec, events_between
+from mlmodel_operator.status.observation import Observation, PodProblem, observe, pod_problem
+
+__all__ = [
+    "PACKAGE_REASONS",
+    "EventSpec",
+    "Failure",
+    "Observation",
+    "PassFacts",
+    "PodProblem",
+    "Verdict",
+    "compute_status",
+    "events_between",
+    "find",
+    "human_size",
+    "merge_conditions",
+    "observe",
+    "pod_problem",
+]

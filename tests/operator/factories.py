@@ -1,0 +1,68 @@
+"""Typed objects for the operator's unit tests: the local cluster's config, models, packages."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mlmodel_operator.config import OperatorConfig
+from mlmodel_operator.render import RenderInput
+from mlmodel_operator.spec import MLModel, PackageStatus
+
+IMAGE = "ghcr.io/mlmodel-operator/runtime:0.1.0"
+DIGEST = "sha256:" + "ab" * 32
+
+# The shape `make cluster-up` writes to .local/operator/config.yaml.
+LOCAL_CONFIG: dict[str, Any] = {
+    "nodePools": [
+        {
+            "name": "gpu-a100",
+            "default": True,
+            "nodeSelector": {"pool": "gpu-a100"},
+            "gpuResourceName": "nvidia.com/gpu",
+            "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
+        },
+        {"name": "cpu", "nodeSelector": {"pool": "cpu"}},
+    ],
+    "runtimeImages": {"onnx": IMAGE, "torchscript": IMAGE + "-torch", "torch-export": IMAGE + "-torch"},
+    "defaultResources": {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"memory": "2Gi"}},
+    "allowedFormats": ["onnx", "torchscript", "torch-export"],
+    "allowPickle": False,
+    "objectStore": {"endpoint": "http://127.0.0.1:8333", "region": "us-east-1"},
+    "watch": {"namespaces": []},
+}
+
+
+def config(**overrides: Any) -> OperatorConfig:
+    from pydantic.alias_generators import to_snake
+
+    raw = {**LOCAL_CONFIG, **overrides}
+    return OperatorConfig(**{to_snake(k): v for k, v in raw.items()})
+
+
+def model(
+    name: str = "fraud-detector",
+    namespace: str = "risk",
+    generation: int = 1,
+    status: dict[str, Any] | None = None,
+    **spec: Any,
+) -> MLModel:
+    body = {
+        "apiVersion": "serving.mlmodel.io/v1alpha1",
+        "kind": "MLModel",
+        "metadata": {"name": name, "namespace": namespace, "uid": "0a1b2c3d-uid", "generation": generation},
+        "spec": {"source": {"uri": "s3://models/fraud-detector/7/", "credentialsSecret": "models-s3"}, **spec},
+        "status": status or {},
+    }
+    return MLModel.model_validate(body)
+
+
+def package(size: int = 2 * 1024 * 1024, fmt: str = "onnx", digest: str = DIGEST) -> PackageStatus:
+    return PackageStatus(uri="s3://models/fraud-detector/7/", digest=digest, size=size, format=fmt)
+
+
+def render_input(m: MLModel | None = None, revision: int = 1, size: int = 2 * 1024 * 1024, **cfg: Any) -> RenderInput:
+    m = m or model(resources={"gpu": 1})
+    c = config(**cfg)
+    pool = c.pool(m.spec.node_pool)
+    assert pool is not None
+    return RenderInput(model=m, config=c, package=package(size=size), pool=pool, revision=revision)

@@ -1,0 +1,66 @@
+"""Pure decisions before acting: node pool resolution (unknown pool, GPUs on a pool without GPUs), format
+checks, revision numbers that never repeat, and Create / Update / Unchanged from the applied hash."""
+
+from __future__ import annotations
+
+import pytest
+from mlmodel_operator import names
+from mlmodel_operator.plan import Action, Refused, classify, decide_revision, resolve_format, resolve_pool
+from mlmodel_operator.render import render_deployment, template_fingerprint
+from mlmodel_operator.spec import MLModelStatus
+
+from tests.operator.factories import config, model, render_input
+
+
+def test_pool_resolution() -> None:
+    assert resolve_pool(model().spec, config()).name == "gpu-a100"
+    assert resolve_pool(model(nodePool="cpu").spec, config()).name == "cpu"
+    with pytest.raises(Refused) as info:
+        resolve_pool(model(nodePool="tpu-v5").spec, config())
+    assert info.value.reason == "UnknownNodePool"
+    assert "'tpu-v5'" in info.value.message
+    assert "gpu-a100, cpu" in info.value.message
+    with pytest.raises(Refused) as info:
+        resolve_pool(model(nodePool="cpu", resources={"gpu": 1}).spec, config())
+    assert info.value.reason == "NoGPUInPool"
+    no_default = config(nodePools=[{"name": "cpu", "nodeSelector": {"pool": "cpu"}}])
+    with pytest.raises(Refused, match="no node pool is the default"):
+        resolve_pool(model().spec, no_default)
+
+
+def test_format_resolution() -> None:
+    assert resolve_format(model().spec, "onnx", config()) == "onnx"
+    assert resolve_format(model(format="onnx").spec, "onnx", config()) == "onnx"
+    with pytest.raises(Refused) as info:
+        resolve_format(model(format="torchscript").spec, "onnx", config())
+    assert info.value.reason == "FormatMismatch"
+    with pytest.raises(Refused) as info:
+        resolve_format(model().spec, "joblib", config())
+    assert info.value.reason == "FormatNotAllowed"
+
+
+def test_revision_numbers() -> None:
+    inp = render_input(revision=4)
+    live = render_deployment(inp)
+    fingerprint = template_fingerprint(inp)
+    # The live template is the desired one: keep its number.
+    assert decide_revision(fingerprint, live, MLModelStatus()) == 4
+    # Another template: the next number after every one seen.
+    assert decide_revision("other", live, MLModelStatus(desired_revision=6, revision=5)) == 7
+    assert decide_revision("other", live, MLModelStatus()) == 5
+    assert decide_revision("other", None, MLModelStatus()) == 1
+    assert decide_revision("other", None, MLModelStatus(desired_revision=3)) == 4
+
+
+def test_classify_from_applied_hash() -> None:
+    desired = render_deployment(render_input())
+    assert classify(None, desired) is Action.CREATE
+    assert classify(desired, desired) is Action.UNCHANGED
+    changed = render_deployment(render_input(model(replicas=3)))
+    assert classify(desired, changed) is Action.UPDATE
+    # Scaled by hand (`kubectl scale deployment`): the hash is the same but replicas differ.
+    scaled = {**desired, "spec": {**desired["spec"], "replicas": 5}}
+    assert classify(scaled, desired) is Action.UPDATE
+    no_hash = {**desired, "metadata": {**desired["metadata"], "annotations": {}}}
+    assert names.APPLIED_HASH_ANNOTATION not in no_hash["metadata"]["annotations"]
+    assert classify(no_hash, desired) is Action.UPDATE
