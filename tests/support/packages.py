@@ -15,6 +15,7 @@ import hashlib
 import json
 import shutil
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -132,7 +133,7 @@ def build_package(
     directory: Path,
     model_file: Path,
     *,
-    extra_files: dict[str, bytes | str] | None = None,
+    extra_files: Mapping[str, bytes | str] | None = None,
     archive: str | None = None,
     **metadata: Any,
 ) -> Path:

@@ -7,6 +7,7 @@ operator imports it as well as the runtime. docs/contracts.md section 1 is the s
 from mlmodel_runtime.package.archive import ArchiveLimits
 from mlmodel_runtime.package.cache import CacheKey, DigestCache
 from mlmodel_runtime.package.errors import (
+    ALL_ERRORS,
     EXIT_USAGE,
     AccessDenied,
     DigestMismatch,
@@ -42,6 +43,7 @@ from mlmodel_runtime.package.store import ObjectInfo, ObjectStore
 from mlmodel_runtime.package.verify import ValidatedPackage, validate_package
 
 __all__ = [
+    "ALL_ERRORS",
     "EXIT_USAGE",
     "MANIFEST_FILE",
     "METADATA_FILE",

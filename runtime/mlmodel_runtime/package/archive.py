@@ -91,6 +91,8 @@ class ArchiveGuard:
             raise UnsafeArchive(raw_name, problem)
         if kind is EntryType.DIR:
             return None
+        if kind is EntryType.OTHER:
+            raise UnsafeArchive(raw_name, "unsupported entry type (a package holds regular files only)")
         if kind is not EntryType.FILE:
             raise UnsafeArchive(raw_name, f"{kind.value} not allowed in a package")
         if name in self.names:
@@ -147,8 +149,8 @@ def zip_entry_type(info: zipfile.ZipInfo) -> EntryType:
     mode = info.external_attr >> 16
     if info.is_dir():
         return EntryType.DIR
-    if mode == 0 or stat.S_ISREG(mode):
-        return EntryType.FILE  # zips written on Windows carry no Unix mode
+    if stat.S_IFMT(mode) == 0 or stat.S_ISREG(mode):
+        return EntryType.FILE  # many writers (Windows tools, ZipFile.writestr) record no file type
     if stat.S_ISLNK(mode):
         return EntryType.SYMLINK
     if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):

@@ -140,7 +140,7 @@ class FileEntry(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     path: SafePath
-    size: int = Field(ge=0)
+    size: int = Field(ge=0, strict=True)
     sha256: Sha256Hex
 
     @field_validator("path")
@@ -154,7 +154,7 @@ class Manifest(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
-    schema_version: int = Field(alias="schemaVersion")
+    schema_version: int = Field(alias="schemaVersion", strict=True)
     entrypoint: SafePath
     files: tuple[FileEntry, ...] = Field(min_length=1)
 
