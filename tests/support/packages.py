@@ -160,6 +160,13 @@ def build_package(
     return result.archive if result.archive else directory
 
 
+def archive_package(directory: Path, kind: str) -> Path:
+    """Pack an existing package directory again into `<dir>.zip` / `<dir>.tar.gz`; returns it."""
+    archive = pack(directory, archive=kind).archive
+    assert archive is not None
+    return archive
+
+
 def write_manifest(directory: Path, entrypoint: str | None = None) -> str:
     """List every file of `directory` in a fresh manifest, no validation; returns the digest.
 

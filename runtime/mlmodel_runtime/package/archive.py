@@ -99,14 +99,10 @@ class ArchiveGuard:
             raise UnsafeArchive(raw_name, "entry appears twice")
         self.names.add(name)
         if size > self.limits.max_entry_size:
-            raise UnsafeArchive(
-                raw_name, f"{size} bytes is over the entry limit of {self.limits.max_entry_size}"
-            )
+            raise UnsafeArchive(raw_name, f"{size} bytes is over the entry limit of {self.limits.max_entry_size}")
         self.total_size += size
         if self.total_size > self.limits.max_total_size:
-            raise UnsafeArchive(
-                raw_name, f"archive holds more than the limit of {self.limits.max_total_size} bytes"
-            )
+            raise UnsafeArchive(raw_name, f"archive holds more than the limit of {self.limits.max_total_size} bytes")
         if compressed_size is not None:
             self.check_ratio(raw_name, size, compressed_size)
         return name
@@ -175,9 +171,7 @@ class Member:
 class ZipReader:
     """A zip package over any seekable binary stream (a local file or a ranged S3 reader)."""
 
-    def __init__(
-        self, fileobj: IO[bytes], limits: ArchiveLimits | None = None, name: str = "archive"
-    ) -> None:
+    def __init__(self, fileobj: IO[bytes], limits: ArchiveLimits | None = None, name: str = "archive") -> None:
         self._name = name
         try:
             self._zip = zipfile.ZipFile(fileobj)

@@ -93,9 +93,7 @@ class PackageDigestMismatch(PackageError):
     exit_code = 13
 
     def __init__(self, expected: str, found: str) -> None:
-        super().__init__(
-            f"package digest expected {expected} found {found} (the package changed after validation)"
-        )
+        super().__init__(f"package digest expected {expected} found {found} (the package changed after validation)")
         self.expected = expected
         self.found = found
 

@@ -5,6 +5,8 @@ Layout under `model_dir` (an emptyDir in the pod):
     sha256-<hex>/             the package files, renamed into place only after every check
     sha256-<hex>.complete     the completion marker, written (atomically) last
     .partial-XXXX/            a download in progress; never taken for a package
+    .partial-XXXX.lock        held (flock) by the fetch writing .partial-XXXX/; a free lock
+                              means that fetch died, and the next fetch removes its leftovers
 
 A directory without its marker (a crash between rename and marker) is not complete: the next
 fetch replaces it. A complete copy with the same digest is reused without downloading.
@@ -12,15 +14,17 @@ fetch replaces it. A complete copy with the same digest is reused without downlo
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
 import tempfile
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
-from mlmodel_runtime.package.errors import PackageDigestMismatch, PackageError
+from mlmodel_runtime.package.errors import PackageError
 from mlmodel_runtime.package.models import MANIFEST_FILE, ModelFormat
 from mlmodel_runtime.package.source import LocalDirSource, PackageSource, open_source
 from mlmodel_runtime.package.store import ObjectStore, Progress
@@ -34,6 +38,7 @@ from mlmodel_runtime.package.verify import (
 
 MARKER_SUFFIX = ".complete"
 PARTIAL_PREFIX = ".partial-"
+LOCK_SUFFIX = ".lock"
 
 
 def package_dir(model_dir: Path, digest: str) -> Path:
@@ -157,8 +162,7 @@ def fetch_source(
     elif digest and (reused := _reuse(model_dir, digest, allow_pickle, allowed_formats, format_override)):
         return reused
 
-    partial = Path(tempfile.mkdtemp(prefix=PARTIAL_PREFIX, dir=model_dir))
-    try:
+    with _partial_dir(model_dir) as partial:
         source.materialize(partial, wanted, progress)
         local = validate_source(
             LocalDirSource(partial),
@@ -167,15 +171,11 @@ def fetch_source(
             expected_digest=digest,
             format_override=format_override,
         )
-        if expected_digest and local.digest != expected_digest:  # pragma: no cover - validate checked it
-            raise PackageDigestMismatch(expected_digest, local.digest)
+        # Another fetch of the same package may have finished first: keep that one.
+        reused = _reuse(model_dir, local.digest, allow_pickle, allowed_formats, format_override)
+        if reused is not None:
+            return reused
         final = package_dir(model_dir, local.digest)
-        if marker_path(model_dir, local.digest).exists():
-            # Another fetch of the same package finished first: keep that one.
-            shutil.rmtree(partial)
-            reused = _reuse(model_dir, local.digest, allow_pickle, allowed_formats, format_override)
-            if reused is not None:
-                return reused
         if final.exists():
             shutil.rmtree(final)  # left by a fetch that died before writing its marker
         os.rename(partial, final)
@@ -191,9 +191,43 @@ def fetch_source(
         )
         _write_marker(model_dir, fetched)
         return fetched
-    except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise
+
+
+@contextmanager
+def _partial_dir(model_dir: Path) -> Iterator[Path]:
+    """A fresh `.partial-*` directory, flock-ed while in use and removed unless renamed away.
+
+    Partial copies left by a killed fetch (an OOM-killed init container) are removed here:
+    their lock is free. flock works across the containers of a pod sharing the emptyDir.
+    """
+    fd, lock_name = tempfile.mkstemp(prefix=PARTIAL_PREFIX, suffix=LOCK_SUFFIX, dir=model_dir)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    partial = Path(lock_name.removesuffix(LOCK_SUFFIX))
+    try:
+        partial.mkdir()
+        _remove_stale_partials(model_dir)
+        yield partial
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)  # gone already when renamed into place
+        Path(lock_name).unlink(missing_ok=True)
+        os.close(fd)
+
+
+def _remove_stale_partials(model_dir: Path) -> None:
+    for lock in model_dir.glob(PARTIAL_PREFIX + "*" + LOCK_SUFFIX):
+        try:
+            fd = os.open(lock, os.O_RDWR)
+        except FileNotFoundError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            continue  # a live fetch holds it
+        else:
+            shutil.rmtree(str(lock).removesuffix(LOCK_SUFFIX), ignore_errors=True)
+            lock.unlink(missing_ok=True)
+        finally:
+            os.close(fd)
 
 
 def fetch_package(

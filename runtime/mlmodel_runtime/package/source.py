@@ -219,9 +219,7 @@ class ZipSource(PackageSource):
             raise
 
     def list_files(self) -> dict[str, SourceFile]:
-        return {
-            p: SourceFile(p, m.size, f"{self._etag}:{m.token}") for p, m in self._reader.members().items()
-        }
+        return {p: SourceFile(p, m.size, f"{self._etag}:{m.token}") for p, m in self._reader.members().items()}
 
     def iter_chunks(self, path: str) -> Iterator[bytes]:
         return self._reader.iter_chunks(path, CHUNK_SIZE)
@@ -298,9 +296,7 @@ class TarGzSource(PackageSource):
                 write_member(dest, member.path, chunks, progress)
 
 
-def open_source(
-    uri: str, *, store: ObjectStore | None = None, limits: ArchiveLimits | None = None
-) -> PackageSource:
+def open_source(uri: str, *, store: ObjectStore | None = None, limits: ArchiveLimits | None = None) -> PackageSource:
     """The source for a package URI. S3 URIs use `store` (default: one from the environment).
 
     Raises InvalidUri for a URI that cannot be parsed, PackageNotFound / AccessDenied /

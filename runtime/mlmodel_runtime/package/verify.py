@@ -68,9 +68,7 @@ class ValidatedPackage:
         return self.path.joinpath(*self.manifest.entrypoint.split("/"))
 
 
-def check_format(
-    fmt: ModelFormat, *, allow_pickle: bool, allowed_formats: Collection[ModelFormat] | None
-) -> None:
+def check_format(fmt: ModelFormat, *, allow_pickle: bool, allowed_formats: Collection[ModelFormat] | None) -> None:
     """FormatUnsupported when the caller cannot serve `fmt`; FormatNotAllowed for refused pickle."""
     if allowed_formats is not None and fmt not in allowed_formats:
         allowed = ", ".join(sorted(f.value for f in allowed_formats)) or "none"
