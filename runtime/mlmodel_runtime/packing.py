@@ -16,7 +16,6 @@ import re
 import tarfile
 import tempfile
 import zipfile
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -148,13 +147,14 @@ def prepare_metadata(
     return metadata, entrypoint, changed
 
 
-def _walk(directory: Path) -> Iterator[str]:
-    for dirpath, dirs, names in os.walk(directory):
-        dirs.sort()
-        for name in sorted(names):
-            rel = Path(dirpath, name).relative_to(directory).as_posix()
-            if rel != MANIFEST_FILE:
-                yield rel
+def _walk(directory: Path) -> list[str]:
+    """Every file below `directory` but the manifest, as sorted relative POSIX paths."""
+    found = [
+        Path(dirpath, name).relative_to(directory).as_posix()
+        for dirpath, _dirs, names in os.walk(directory)
+        for name in names
+    ]
+    return sorted(rel for rel in found if rel != MANIFEST_FILE)
 
 
 def build_manifest(directory: Path, entrypoint: str) -> Manifest:
