@@ -45,7 +45,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)  # soft_wrap: messages stay one greppable line
 out = Console(soft_wrap=True, highlight=False)
 
 
