@@ -30,7 +30,6 @@ _NAME_RULE = {
         "metadata.name must be a DNS-1035 label (at most 63 lowercase letters, digits and '-', starting "
         "with a letter): it also names the model's Service"
     ),
-    "fieldPath": ".metadata.name",
     "reason": "FieldValueInvalid",
 }
 
@@ -100,6 +99,8 @@ def missing_descriptions(schema: dict[str, Any], path: str = "") -> list[str]:
     found: list[str] = []
     for name, prop in schema.get("properties", {}).items():
         here = f"{path}.{name}"
+        if here == ".metadata":
+            continue  # standard object metadata: the API server forbids describing it
         if not prop.get("description"):
             found.append(here)
         found.extend(missing_descriptions(prop, here))
@@ -127,7 +128,8 @@ def openapi_schema() -> dict[str, Any]:
         "properties": {
             "apiVersion": {"type": "string", "description": "APIVersion: serving.mlmodel.io/v1alpha1."},
             "kind": {"type": "string", "description": "Kind: MLModel."},
-            "metadata": {"type": "object", "description": "Standard object metadata."},
+            # The API server allows nothing but `type` here (not even a description).
+            "metadata": {"type": "object"},
             "spec": spec,
             "status": status,
         },

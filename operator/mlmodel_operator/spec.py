@@ -185,7 +185,7 @@ class Batching(_Model):
     model_config = ConfigDict(
         json_schema_extra=_validations(
             _rule(
-                "self.maxDelayMs == 0 || self.maxBatchSize > 1",
+                "!has(self.maxDelayMs) || self.maxDelayMs == 0 || (has(self.maxBatchSize) && self.maxBatchSize > 1)",
                 "maxDelayMs requires maxBatchSize > 1 (there is no batch to wait for otherwise)",
                 ".maxDelayMs",
             ),

@@ -23,6 +23,7 @@ PACKAGE_REASONS = frozenset(
         "FormatNotAllowed",
         "FormatMismatch",
         "CredentialsNotFound",
+        "InvalidSource",
     }
 )
 

@@ -1,0 +1,163 @@
+"""The only code that talks to the Kubernetes API: reads as plain dicts, server-side apply, status
+merge patches and events. Every write is counted in the operator's metrics."""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import socket
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+
+from mlmodel_operator.metrics import OperatorMetrics
+from mlmodel_operator.spec import GROUP, PLURAL, VERSION
+
+log = logging.getLogger(__name__)
+
+APPLY_PATCH = "application/apply-patch+yaml"
+MERGE_PATCH = "application/merge-patch+json"
+
+
+def connect(kubeconfig: str | None = None) -> client.ApiClient:
+    """An API client from KUBECONFIG / ~/.kube/config, or the in-cluster service account."""
+    try:
+        config.load_kube_config(config_file=kubeconfig)  # type: ignore[no-untyped-call]
+    except config.ConfigException:
+        config.load_incluster_config()  # type: ignore[no-untyped-call]
+    return client.ApiClient()
+
+
+def _data(response: Any) -> dict[str, Any]:
+    """The JSON body of a `_preload_content=False` response."""
+    result: dict[str, Any] = json.loads(response.data)
+    return result
+
+
+def _missing(exc: ApiException) -> bool:
+    return bool(exc.status == 404)
+
+
+class KubeApi:
+    """Thin, typed-at-the-edges access to the objects the operator reads and writes."""
+
+    def __init__(self, api_client: client.ApiClient, field_manager: str, metrics: OperatorMetrics) -> None:
+        self.core = client.CoreV1Api(api_client)
+        self.apps = client.AppsV1Api(api_client)
+        self.custom = client.CustomObjectsApi(api_client)
+        self.field_manager = field_manager
+        self.metrics = metrics
+        self.instance = socket.gethostname()
+
+    # -- reads -----------------------------------------------------------------------------
+
+    def get_model(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            return _data(self.custom.get_namespaced_custom_object(
+                GROUP, VERSION, namespace, PLURAL, name, _preload_content=False))
+        except ApiException as exc:
+            if _missing(exc):
+                return None
+            raise
+
+    def get_deployment(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            return _data(self.apps.read_namespaced_deployment(name, namespace, _preload_content=False))
+        except ApiException as exc:
+            if _missing(exc):
+                return None
+            raise
+
+    def get_service(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            return _data(self.core.read_namespaced_service(name, namespace, _preload_content=False))
+        except ApiException as exc:
+            if _missing(exc):
+                return None
+            raise
+
+    def list_replicasets(self, namespace: str, selector: str) -> list[dict[str, Any]]:
+        body = _data(self.apps.list_namespaced_replica_set(
+            namespace, label_selector=selector, _preload_content=False))
+        return list(body.get("items", []))
+
+    def list_pods(self, namespace: str, selector: str) -> list[dict[str, Any]]:
+        body = _data(self.core.list_namespaced_pod(namespace, label_selector=selector, _preload_content=False))
+        return list(body.get("items", []))
+
+    def read_secret(self, namespace: str, name: str) -> dict[str, str] | None:
+        """The Secret's data, decoded; None when it does not exist. Never log what this returns."""
+        try:
+            body = _data(self.core.read_namespaced_secret(name, namespace, _preload_content=False))
+        except ApiException as exc:
+            if _missing(exc):
+                return None
+            raise
+        return {key: base64.b64decode(value).decode() for key, value in (body.get("data") or {}).items()}
+
+    # -- writes ----------------------------------------------------------------------------
+
+    def apply(self, obj: Mapping[str, Any]) -> dict[str, Any]:
+        """Server-side apply (create or update) of a Deployment or Service; returns the live object."""
+        meta = obj["metadata"]
+        kind = obj["kind"]
+        kwargs: dict[str, Any] = {
+            "field_manager": self.field_manager,
+            "force": True,
+            "_content_type": APPLY_PATCH,
+            "_preload_content": False,
+        }
+        response: Any
+        if kind == "Deployment":
+            response = self.apps.patch_namespaced_deployment(meta["name"], meta["namespace"], dict(obj), **kwargs)
+        elif kind == "Service":
+            response = self.core.patch_namespaced_service(meta["name"], meta["namespace"], dict(obj), **kwargs)
+        else:
+            raise ValueError(f"cannot apply a {kind}")
+        self.metrics.writes.labels(resource=kind.lower() + "s", verb="apply").inc()
+        return _data(response)
+
+    def patch_model_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
+        """Merge-patch the status subresource (nulls remove fields)."""
+        self.custom.patch_namespaced_custom_object_status(
+            GROUP, VERSION, namespace, PLURAL, name, {"status": dict(status)},
+            _content_type=MERGE_PATCH, _preload_content=False,
+        )
+        self.metrics.writes.labels(resource="mlmodels/status", verb="patch").inc()
+
+    def post_event(
+        self, involved: Mapping[str, Any], type_: str, reason: str, message: str, now: datetime
+    ) -> None:
+        """A core/v1 Event on the MLModel (what `kubectl describe` shows); best effort."""
+        meta = involved["metadata"]
+        stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ")
+        event: Any = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+            "involvedObject": {
+                "apiVersion": involved["apiVersion"],
+                "kind": involved["kind"],
+                "name": meta["name"],
+                "namespace": meta["namespace"],
+                "uid": meta.get("uid"),
+            },
+            "type": type_,
+            "reason": reason,
+            "message": message[:1024],
+            "source": {"component": self.field_manager},
+            "reportingComponent": self.field_manager,
+            "reportingInstance": self.instance,
+            "firstTimestamp": stamp,
+            "lastTimestamp": stamp,
+            "count": 1,
+        }
+        try:
+            self.core.create_namespaced_event(meta["namespace"], event, _preload_content=False)
+            self.metrics.writes.labels(resource="events", verb="create").inc()
+        except ApiException as exc:
+            log.warning("could not post event %s on %s/%s: %s", reason, meta["namespace"], meta["name"], exc.reason)

@@ -1,0 +1,70 @@
+"""kopf handlers: a few lines each, all delegating to the same Reconciler.reconcile.
+
+create / update / resume and the resync timer run the pass for the MLModel; a change to a runtime
+Deployment (rollout progress, pods becoming available) runs it for the owning MLModel.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import kopf
+
+from mlmodel_operator import names
+from mlmodel_operator.config import OperatorConfig
+from mlmodel_operator.reconcile import Outcome, Reconciler, RetryLater
+from mlmodel_operator.spec import GROUP, KIND, PLURAL, VERSION
+
+log = logging.getLogger(__name__)
+
+
+def _checked(outcome: Outcome | None) -> None:
+    """A stalled model fails its change handler permanently: nothing changes until the spec does."""
+    if outcome is not None and outcome.stalled is not None:
+        raise kopf.PermanentError(f"{outcome.stalled.reason}: {outcome.stalled.message}")
+
+
+def _owner(body: Mapping[str, Any]) -> str | None:
+    for ref in body.get("metadata", {}).get("ownerReferences") or []:
+        if ref.get("kind") == KIND and ref.get("apiVersion", "").startswith(f"{GROUP}/") and ref.get("controller"):
+            return str(ref["name"])
+    return None
+
+
+def register(registry: kopf.OperatorRegistry, reconciler: Reconciler, config: OperatorConfig) -> None:
+    """Register every handler of the operator on `registry`."""
+    models: dict[str, Any] = {"group": GROUP, "version": VERSION, "plural": PLURAL, "registry": registry}
+
+    @kopf.on.login(registry=registry)
+    def login(**kwargs: Any) -> Any:
+        return kopf.login_via_client(**kwargs)
+
+    @kopf.on.create(**models, id="reconcile-on-create")
+    @kopf.on.update(**models, id="reconcile-on-update")
+    @kopf.on.resume(**models, id="reconcile-on-resume")
+    def on_change(namespace: str | None, name: str, **_: Any) -> None:
+        try:
+            _checked(reconciler.reconcile(str(namespace), name))
+        except RetryLater as retry:
+            raise kopf.TemporaryError(retry.message, delay=retry.delay) from None
+
+    @kopf.timer(**models, id="resync", interval=config.resync.interval_seconds,
+                initial_delay=config.resync.interval_seconds)
+    def resync(namespace: str | None, name: str, **_: Any) -> None:
+        try:
+            reconciler.reconcile(str(namespace), name, coalesce=True)
+        except RetryLater as retry:
+            raise kopf.TemporaryError(retry.message, delay=retry.delay) from None
+
+    @kopf.on.event("apps", "v1", "deployments", labels={names.LABEL_MANAGED_BY: names.MANAGED_BY},
+                   registry=registry, id="runtime-changed")
+    def runtime_changed(body: kopf.Body, namespace: str | None, **_: Any) -> None:
+        owner = _owner(body)
+        if owner is None or namespace is None:
+            return
+        try:
+            reconciler.reconcile(namespace, owner, coalesce=True)
+        except RetryLater as retry:
+            log.info("%s", retry.message)  # the MLModel's own handlers retry it

@@ -1,0 +1,95 @@
+"""Fixtures for the operator's integration tests: the CRD installed, one real operator process per test
+module (`python -m mlmodel_operator --config ...` against the local cluster and the test object store,
+short resync), a credentials Secret per namespace and packages uploaded to a fresh bucket."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.operator.cluster import OperatorProcess, Packages
+from tests.operator.factories import LOCAL_CONFIG
+from tests.support.kube import Kubectl
+from tests.support.waiting import wait_for
+
+REPO = Path(__file__).resolve().parents[2]
+CRD = REPO / "crds" / "serving.mlmodel.io_mlmodels.yaml"
+RESYNC_SECONDS = 2.0
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def crd(kubectl: Kubectl) -> None:
+    kubectl.run("apply", "--server-side", "--force-conflicts", "-f", str(CRD))
+    kubectl.run("wait", "--for=condition=Established", "crd/mlmodels.serving.mlmodel.io", "--timeout=60s")
+
+
+@pytest.fixture(scope="module")
+def operator(
+    crd: None, kubeconfig: Path, kubectl: Kubectl, s3_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[OperatorProcess]:
+    """A real operator process for the test module; stopped by pid afterwards."""
+    folder = tmp_path_factory.mktemp("operator")
+    metrics_port, health_port = _free_port(), _free_port()
+    config: dict[str, Any] = {
+        **LOCAL_CONFIG,
+        "objectStore": {"endpoint": s3_env["AWS_ENDPOINT_URL"], "region": s3_env["AWS_REGION"]},
+        "resync": {"intervalSeconds": RESYNC_SECONDS, "retryDelaySeconds": 1.0},
+        "metricsPort": metrics_port,
+        "healthPort": health_port,
+    }
+    config_file = folder / "config.yaml"
+    config_file.write_text(yaml.safe_dump(config))
+    log_file = folder / "operator.log"
+    # The operator reads models' credentials from their Secrets only: no store credentials in its env.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env["KUBECONFIG"] = str(kubeconfig)
+    with open(log_file, "wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "mlmodel_operator", "--config", str(config_file)],
+            cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
+        )
+    running = OperatorProcess(proc, log_file, metrics_port, health_port)
+    try:
+        wait_for(running.healthy, 60, f"the operator to answer its liveness probe (log: {log_file})")
+        yield running
+    finally:
+        # Namespaces deleted by the tests hold MLModels with kopf's finalizer: let the operator
+        # release them before it stops, so nothing stays Terminating.
+        wait_for(lambda: not _terminating_models(kubectl), 60, "MLModels being deleted to go")
+        running.stop()
+
+
+def _terminating_models(kubectl: Kubectl) -> list[str]:
+    items = kubectl.json("get", "mlmodels", "--all-namespaces")["items"]
+    return [f"{m['metadata']['namespace']}/{m['metadata']['name']}" for m in items
+            if m["metadata"].get("deletionTimestamp")]
+
+
+@pytest.fixture
+def credentials(kubectl: Kubectl, namespace: str, s3_env: dict[str, str]) -> str:
+    """A Secret named models-s3 with the object store's access key pair, in the test's namespace."""
+    kubectl.run(
+        "create", "secret", "generic", "models-s3", "-n", namespace,
+        f"--from-literal=AWS_ACCESS_KEY_ID={s3_env['AWS_ACCESS_KEY_ID']}",
+        f"--from-literal=AWS_SECRET_ACCESS_KEY={s3_env['AWS_SECRET_ACCESS_KEY']}",
+    )
+    return "models-s3"
+
+
+@pytest.fixture
+def packages(s3: Any, bucket: str, tmp_path: Path) -> Packages:
+    return Packages(s3, bucket, tmp_path)
