@@ -3,7 +3,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python
-KUBECTL=(.local/bin/kubectl --kubeconfig .local/cluster/kubeconfig)
+LOCAL="${MLMODEL_LOCAL_DIR:-.local}"
+KUBECTL=("$LOCAL/bin/kubectl" --kubeconfig "$LOCAL/cluster/kubeconfig")
 say() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
 
 was_running=$($PY -m hack.localcluster status | grep -c ': running' || true)
@@ -20,8 +21,8 @@ say "nodes: a GPU pool (tainted nvidia.com/gpu) and a CPU node"
 "${KUBECTL[@]}" get nodes -L pool,nvidia.com/gpu.product
 "${KUBECTL[@]}" get nodes -o custom-columns='NODE:.metadata.name,GPUS:.status.allocatable.nvidia\.com/gpu,TAINTS:.spec.taints[*].key'
 
-say "object store: buckets at $(grep AWS_ENDPOINT_URL .local/objectstore/env | cut -d= -f2)"
-set -a; source .local/objectstore/env; set +a
+say "object store: buckets at $(grep AWS_ENDPOINT_URL "$LOCAL/objectstore/env" | cut -d= -f2)"
+set -a; source "$LOCAL/objectstore/env"; set +a
 $PY - <<'PYEOF'
 import boto3
 s3 = boto3.client("s3")

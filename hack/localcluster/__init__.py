@@ -98,7 +98,8 @@ def _clean(layout: Layout, component: str) -> None:
     live = [p for p in recorded if procs.alive(p)]
     if live:
         _log(f"stopping {component}: " + ", ".join(f"{p.name} (pid {p.pid})" for p in live))
-    procs.stop(recorded)
+    # The object store's data is wiped at every start, so it gets no long graceful shutdown.
+    procs.stop(recorded, timeout=3 if component == "objectstore" else 15)
     strays = procs.stray_pids(str(folder) + "/")
     if strays:
         _log(f"stopping {len(strays)} leftover {component} process(es) from an earlier run: {strays}")

@@ -105,10 +105,12 @@ class ControlPlane:
 
     def nodes_ready(self) -> bool:
         items = json.loads(self.kubectl("get", "nodes", "-o", "json"))["items"]
+        # Ready, and the node lifecycle controller has lifted the not-ready taint (else nothing schedules yet).
         ready = {
             n["metadata"]["name"]
             for n in items
             if any(c["type"] == "Ready" and c["status"] == "True" for c in n.get("status", {}).get("conditions", []))
+            and not any(t["key"].startswith("node.kubernetes.io/") for t in n.get("spec", {}).get("taints", []))
         }
         return ready >= set(GPU_NODES + CPU_NODES)
 

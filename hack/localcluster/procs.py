@@ -104,6 +104,11 @@ def stop(procs: list[Proc], timeout: float = 15.0) -> None:
             os.kill(p.pid, signal.SIGKILL)
     for p in procs:
         _reap(p.pid)
+    deadline = time.monotonic() + 5
+    while live and time.monotonic() < deadline:  # SIGKILL is not instant either
+        live = [p for p in live if alive(p)]
+        if live:
+            time.sleep(0.05)  # poll
 
 
 def stray_pids(marker: str) -> list[int]:
