@@ -77,6 +77,7 @@ def _load_fetched(marker: Path) -> ValidatedPackage | None:
         root = package_dir(marker.parent, digest)
         source = LocalDirSource(root)
         head = check_head(source, expected_digest=digest, allow_pickle=True)
+        fmt = ModelFormat(record.get("format", head.format))
     except (OSError, ValueError, KeyError, TypeError, PackageError):
         return None  # unreadable or changed since it was verified: not a complete copy
     return ValidatedPackage(
@@ -84,7 +85,7 @@ def _load_fetched(marker: Path) -> ValidatedPackage | None:
         digest=digest,
         manifest=head.manifest,
         metadata=head.metadata,
-        format=ModelFormat(record.get("format", head.format)),
+        format=fmt,
         total_size=head.manifest.total_size + len(head.manifest_bytes),
         warnings=optional_file_warnings(head.files),
         path=root,
