@@ -45,7 +45,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-err = Console(stderr=True, soft_wrap=True)  # soft_wrap: messages stay one greppable line
+err = Console(stderr=True, soft_wrap=True, highlight=False)  # soft_wrap: messages stay one greppable line
 out = Console(soft_wrap=True, highlight=False)
 
 
@@ -153,19 +153,14 @@ def verify_command(
     output: OutputOpt = Output.TEXT,
 ) -> None:
     """Run the same validation as the operator and the runtime (validate_package) on TARGET."""
-    with _failures(output):
-        if output is Output.TEXT:
-            with err.status(f"verifying {target}"):
-                pkg = validate_package(
-                    target,
-                    allow_pickle=allow_pickle,
-                    expected_digest=expected_digest,
-                    store=_store_for(target, endpoint),
-                )
-        else:
-            pkg = validate_package(
-                target, allow_pickle=allow_pickle, expected_digest=expected_digest, store=_store_for(target, endpoint)
-            )
+    with _failures(output), _progress(output, None, "verifying") as advance:
+        pkg = validate_package(
+            target,
+            allow_pickle=allow_pickle,
+            expected_digest=expected_digest,
+            store=_store_for(target, endpoint),
+            progress=advance,
+        )
     if output is Output.JSON:
         _emit_json({"ok": True, **_package_summary(pkg)})
         return
@@ -262,7 +257,7 @@ def push_command(
         stale = _check_target(store, dest, pkg.digest, plan, archive=local.is_file(), force=force)
         started = time.monotonic()
         total = sum(path.stat().st_size for path, _ in plan)
-        with _progress(output, total) as advance:
+        with _progress(output, total, "uploading") as advance:
             for path, key in plan:
                 store.upload(path, dest.bucket, key, progress=advance)
         if stale:
@@ -294,20 +289,20 @@ def push_command(
 
 
 @contextmanager
-def _progress(output: Output, total: int) -> Iterator[Callable[[int], None]]:
-    """A byte-count callback; a rich transfer bar on stderr in text mode."""
+def _progress(output: Output, total: int | None, label: str) -> Iterator[Callable[[int], None]]:
+    """A byte-count callback: a rich transfer bar on stderr when it is a terminal (text mode)."""
     if output is Output.JSON or not err.is_terminal:
         yield lambda _n: None
         return
     columns = (
-        TextColumn("uploading"),
+        TextColumn(label),
         BarColumn(),
         DownloadColumn(),
         TransferSpeedColumn(),
         TimeRemainingColumn(),
     )
     with Progress(*columns, console=err, transient=True) as progress:
-        task = progress.add_task("upload", total=total)
+        task = progress.add_task(label, total=total)
         yield lambda n: progress.advance(task, n)
 
 

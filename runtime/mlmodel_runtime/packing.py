@@ -188,9 +188,10 @@ def _write_zip(out: IO[bytes], directory: Path, manifest: Manifest) -> None:
 
 
 def _write_tar_gz(out: IO[bytes], directory: Path, manifest: Manifest) -> None:
-    # GzipFile with mtime=0 (tarfile's own "w:gz" stamps the current time).
+    # GzipFile with mtime=0 (tarfile's own "w:gz" stamps the current time); level 1 because
+    # weights hardly compress and level 6 is several times slower.
     with (
-        gzip.GzipFile(fileobj=out, mode="wb", compresslevel=6, mtime=0) as gz,
+        gzip.GzipFile(fileobj=out, mode="wb", compresslevel=1, mtime=0) as gz,
         tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar,
     ):
         for rel in _archive_order(manifest):

@@ -9,7 +9,7 @@ memory, cached by ETag). The first failure raises the contract's PackageError.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,7 +37,7 @@ from mlmodel_runtime.package.models import (
     parse_metadata,
 )
 from mlmodel_runtime.package.source import PackageSource, SourceFile, open_source
-from mlmodel_runtime.package.store import ObjectStore
+from mlmodel_runtime.package.store import ObjectStore, Progress
 
 
 @dataclass(frozen=True)
@@ -112,14 +112,23 @@ def _check_listing(manifest: Manifest, files: dict[str, SourceFile]) -> None:
             raise SizeMismatch(entry.path, entry.size, found.size)
 
 
-def _file_sha256(source: PackageSource, file: SourceFile, cache: DigestCache | None) -> str:
+def _counted(chunks: Iterator[bytes], progress: Progress | None) -> Iterator[bytes]:
+    for chunk in chunks:
+        if progress is not None:
+            progress(len(chunk))
+        yield chunk
+
+
+def _file_sha256(
+    source: PackageSource, file: SourceFile, cache: DigestCache | None, progress: Progress | None = None
+) -> str:
     pre = source.precomputed_sha256(file.path)
     if pre is not None:
         return pre
     key = CacheKey(source.cache_location, file.path, file.etag, file.size)
     if cache is not None and (hit := cache.get(key)) is not None:
         return hit
-    digest, size = sha256_of(source.iter_chunks(file.path))
+    digest, size = sha256_of(_counted(source.iter_chunks(file.path), progress))
     if size != file.size:  # changed between listing and reading
         raise SizeMismatch(file.path, file.size, size)
     if cache is not None:
@@ -189,6 +198,7 @@ def validate_source(
     expected_digest: str | None = None,
     format_override: ModelFormat | None = None,
     cache: DigestCache | None = None,
+    progress: Progress | None = None,
 ) -> ValidatedPackage:
     """Validate an open source; see validate_package."""
     head = check_head(
@@ -201,7 +211,7 @@ def validate_source(
     for entry in head.manifest.files:
         if entry.path == METADATA_FILE:
             continue  # hashed from the bytes check_head read
-        found = _file_sha256(source, head.files[entry.path], cache)
+        found = _file_sha256(source, head.files[entry.path], cache, progress)
         if found != entry.sha256:
             raise DigestMismatch(entry.path, entry.sha256, found)
     return ValidatedPackage(
@@ -224,6 +234,7 @@ def validate_package(
     format_override: ModelFormat | None = None,
     cache: DigestCache | None = None,
     store: ObjectStore | None = None,
+    progress: Progress | None = None,
 ) -> ValidatedPackage:
     """Check a package completely without keeping a copy of it.
 
@@ -234,6 +245,8 @@ def validate_package(
     (`sha256:<hex>`) makes a different manifest fail with PackageDigestMismatch before any
     file is hashed. `format_override` replaces metadata.json's format (MLMODEL_FORMAT).
     `cache` skips re-hashing files whose location, path, ETag and size are unchanged.
+    `progress` is called with the byte counts read for hashing (not for a tar.gz, which is
+    hashed while it is listed).
 
     A missing manifest is PackageNotFound (the contract: "the manifest ... does not exist").
     """
@@ -246,6 +259,7 @@ def validate_package(
                 expected_digest=expected_digest,
                 format_override=format_override,
                 cache=cache,
+                progress=progress,
             )
     return validate_source(
         source,
@@ -254,4 +268,5 @@ def validate_package(
         expected_digest=expected_digest,
         format_override=format_override,
         cache=cache,
+        progress=progress,
     )
