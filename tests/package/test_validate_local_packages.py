@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from mlmodel_runtime.package import (
+    CacheKey,
     DigestCache,
     DigestMismatch,
     FormatNotAllowed,
@@ -122,6 +123,22 @@ def test_an_unlisted_file_is_refused(package: Path) -> None:
 def test_a_missing_directory_is_package_not_found(tmp_path: Path) -> None:
     with pytest.raises(PackageNotFound, match=r"no such directory"):
         validate_package(str(tmp_path / "nothing-here"))
+
+
+def test_a_file_that_is_no_archive_is_package_not_found(tmp_path: Path) -> None:
+    (tmp_path / "model.tar").write_bytes(b"x")
+    with pytest.raises(PackageNotFound, match=r"a file, not a package directory or a \.zip"):
+        validate_package(str(tmp_path / "model.tar"))
+
+
+def test_digest_cache_is_bounded_and_forgets_the_least_recent() -> None:
+    cache = DigestCache(max_entries=2)
+    keys = [CacheKey("loc", f"f{i}", "etag", 1) for i in range(3)]
+    cache.put(keys[0], "a")
+    cache.put(keys[1], "b")
+    assert cache.get(keys[0]) == "a"  # keys[1] is now the least recently used
+    cache.put(keys[2], "c")
+    assert (len(cache), cache.get(keys[1]), cache.get(keys[0]), cache.get(keys[2])) == (2, None, "a", "c")
 
 
 def test_bad_metadata_is_metadata_invalid(package: Path) -> None:

@@ -137,6 +137,8 @@ class LocalDirSource(PackageSource):
         self.cache_location = f"file:{self.root.resolve()}"
 
     def list_files(self) -> dict[str, SourceFile]:
+        if self.root.is_file():
+            raise PackageNotFound(f"{self.root}: a file, not a package directory or a .zip / .tar.gz / .tgz archive")
         if not self.root.is_dir():
             raise PackageNotFound(f"{self.root}: no such directory")
         files: dict[str, SourceFile] = {}
