@@ -44,9 +44,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int)
     serve.add_argument("--metrics-port", type=int, help="0 = /metrics on the main port")
     serve.add_argument("--max-batch-size", type=int, help="dynamic batching: rows per batch (0/1 = off)")
-    serve.add_argument(
-        "--max-batch-delay-ms", type=float, help="dynamic batching: longest wait to fill a batch"
-    )
+    serve.add_argument("--max-batch-delay-ms", type=float, help="dynamic batching: longest wait to fill a batch")
     serve.add_argument("--max-queue-size", type=int)
     serve.add_argument("--max-request-bytes", type=int)
     serve.add_argument("--intra-op-threads", type=int)
@@ -71,12 +69,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = _settings(args)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"MLMODEL_{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']}" for e in exc.errors()
-        )
-        log.error(
-            f"invalid settings: {problems}", extra={"reason": "InvalidSettings", "exit_code": EXIT_USAGE}
-        )
+        problems = "; ".join(f"MLMODEL_{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']}" for e in exc.errors())
+        log.error(f"invalid settings: {problems}", extra={"reason": "InvalidSettings", "exit_code": EXIT_USAGE})
         return EXIT_USAGE
     configure_logging(settings.log_level, settings.model_name, settings.model_revision)
     if isinstance(settings, ServeSettings):

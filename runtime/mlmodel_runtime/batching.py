@@ -125,7 +125,10 @@ class Batcher:
         self._max_rows = max_batch_size
         self._batching = max_batch_size > 1
         self._max_delay = max_delay_s
-        self._queue: queue.Queue[Job | object] = queue.Queue(maxsize=max_queue_size)
+        # SimpleQueue is C code, cheaper per put/get than queue.Queue; only the event loop's thread
+        # puts, so checking the size before putting bounds it exactly.
+        self._queue: queue.SimpleQueue[Job | object] = queue.SimpleQueue()
+        self._max_queue = max_queue_size
         self._carry: Job | None = None
         self._stopped = False
         self._thread = threading.Thread(target=self._run, name="inference", daemon=True)
@@ -148,9 +151,7 @@ class Batcher:
             self._queue.put(self._STOP)
             self._thread.join(timeout)
 
-    def submit(
-        self, inputs: dict[str, Array], outputs: tuple[str, ...], rows: int
-    ) -> asyncio.Future[dict[str, Array]]:
+    def submit(self, inputs: dict[str, Array], outputs: tuple[str, ...], rows: int) -> asyncio.Future[dict[str, Array]]:
         """Queue a request (from the event loop); the future resolves with its outputs."""
         loop = asyncio.get_running_loop()
         key: Hashable | None = None
@@ -159,10 +160,9 @@ class Batcher:
             if merge is not None:
                 key, rows = merge
         job = Job(inputs, outputs, rows, key, loop.create_future(), loop)
-        try:
-            self._queue.put_nowait(job)
-        except queue.Full:
-            raise QueueFullError(f"{self._queue.maxsize} requests are queued already") from None
+        if self._queue.qsize() >= self._max_queue:
+            raise QueueFullError(f"{self._max_queue} requests are queued already")
+        self._queue.put(job)
         return job.future
 
     # ---- worker thread
@@ -211,18 +211,14 @@ class Batcher:
             self._metrics.queue_duration.observe(started - job.enqueued)
         try:
             if len(jobs) == 1:
-                results: list[dict[str, Array] | BaseException] = [
-                    self._predict(jobs[0].inputs, jobs[0].outputs)
-                ]
+                results: list[dict[str, Array] | BaseException] = [self._predict(jobs[0].inputs, jobs[0].outputs)]
             else:
                 results = list(run_merged(self._predict, jobs))
         except InferenceError as exc:
             if len(jobs) == 1:
                 results = [exc]
             else:
-                log.warning(
-                    "merged batch of %d requests failed (%s); running them one by one", len(jobs), exc
-                )
+                log.warning("merged batch of %d requests failed (%s); running them one by one", len(jobs), exc)
                 results = [self._alone(job) for job in jobs]
         except Exception as exc:  # a bug or a framework fault: fail these requests, keep serving
             log.exception("inference failed")

@@ -54,9 +54,7 @@ class FetchSettings(BaseSettings):
     @classmethod
     def _digest_form(cls, value: str) -> str:
         if value and not (
-            value.startswith("sha256:")
-            and len(value) == 71
-            and all(c in "0123456789abcdef" for c in value[7:])
+            value.startswith("sha256:") and len(value) == 71 and all(c in "0123456789abcdef" for c in value[7:])
         ):
             raise ValueError("must be empty or 'sha256:' followed by 64 lowercase hex digits")
         return value

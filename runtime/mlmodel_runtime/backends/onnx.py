@@ -47,9 +47,7 @@ def check_signature(signature: Signature, session: ort.InferenceSession) -> None
     model_inputs = {i.name: i for i in session.get_inputs()}
     model_outputs = {o.name: o for o in session.get_outputs()}
     declared = {t.name for t in signature.inputs}
-    problems = [
-        f"graph input '{n}' is not declared in metadata.json" for n in model_inputs if n not in declared
-    ]
+    problems = [f"graph input '{n}' is not declared in metadata.json" for n in model_inputs if n not in declared]
     for specs, graph, kind in (
         (signature.inputs, model_inputs, "input"),
         (signature.outputs, model_outputs, "output"),
@@ -57,19 +55,14 @@ def check_signature(signature: Signature, session: ort.InferenceSession) -> None
         for spec in specs:
             node = graph.get(spec.name)
             if node is None:
-                problems.append(
-                    f"{kind} '{spec.name}' of metadata.json is not in the graph ({', '.join(graph)})"
-                )
+                problems.append(f"{kind} '{spec.name}' of metadata.json is not in the graph ({', '.join(graph)})")
                 continue
             found = _ORT_TYPES.get(node.type, node.type)
             if found != spec.datatype:
-                problems.append(
-                    f"{kind} '{spec.name}' is {found} in the graph, {spec.datatype} in metadata.json"
-                )
+                problems.append(f"{kind} '{spec.name}' is {found} in the graph, {spec.datatype} in metadata.json")
             if len(node.shape) != len(spec.shape):
                 problems.append(
-                    f"{kind} '{spec.name}' has rank {len(node.shape)} in the graph, "
-                    f"{len(spec.shape)} in metadata.json"
+                    f"{kind} '{spec.name}' has rank {len(node.shape)} in the graph, {len(spec.shape)} in metadata.json"
                 )
     if problems:
         raise ModelLoadError("model.onnx does not match metadata.json: " + "; ".join(problems))

@@ -7,12 +7,13 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 from fastapi import FastAPI
 from mlmodel_runtime.server.dataplane import SERVER_NAME, DataPlane
-from mlmodel_runtime.server.endpoints import Endpoints, json_response
+from mlmodel_runtime.server.endpoints import Endpoints, InferEndpoint, InferFastPath, json_response
 from mlmodel_runtime.settings import ServeSettings
 from prometheus_client import CollectorRegistry, make_asgi_app
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import Route
 
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
 
@@ -49,11 +50,15 @@ def create_app(
         ("/v2/models/{name}/versions/{version}", e.model_metadata, "GET"),
         ("/v2/models/{name}/ready", e.model_ready, "GET"),
         ("/v2/models/{name}/versions/{version}/ready", e.model_ready, "GET"),
-        ("/v2/models/{name}/infer", e.infer, "POST"),
-        ("/v2/models/{name}/versions/{version}/infer", e.infer, "POST"),
     ]
     for path, handler, method in routes:
         app.router.add_route(path, handler, methods=[method], include_in_schema=False)  # type: ignore[arg-type]
+    infer = InferEndpoint(data_plane, settings.max_request_bytes)
+    for path in ("/v2/models/{name}/infer", "/v2/models/{name}/versions/{version}/infer"):
+        # an ASGI app as endpoint: Starlette calls it as is (answers 405 to other methods)
+        app.router.routes.append(Route(path, infer, methods=["POST"], include_in_schema=False))
+    # the hot path skips FastAPI's middleware stack and the router (see endpoints.py)
+    app.add_middleware(InferFastPath, endpoint=infer)
     if registry is not None and settings.metrics_port == 0:
         app.mount("/metrics", make_asgi_app(registry))
 

@@ -55,9 +55,7 @@ def decode_request(body: bytes, header_length: int | None, signature: Signature)
     view = memoryview(body)
     if header_length is not None:
         if header_length < 0 or header_length > len(body):
-            raise InvalidInput(
-                f"Inference-Header-Content-Length is {header_length} but the body has {len(body)} bytes"
-            )
+            raise InvalidInput(f"Inference-Header-Content-Length is {header_length} but the body has {len(body)} bytes")
         header, binary = view[:header_length], view[header_length:]
     else:
         header, binary = view, view[:0]
@@ -126,15 +124,11 @@ def _decode_inputs(raw: Any, binary: memoryview, signature: Signature) -> tuple[
         inputs[name] = array
     missing = [t for t in signature.inputs if t.name not in inputs]
     if missing:
-        raise InvalidInput(
-            "missing input " + ", ".join(f"'{t.name}' ({t.datatype} {list(t.shape)})" for t in missing)
-        )
+        raise InvalidInput("missing input " + ", ".join(f"'{t.name}' ({t.datatype} {list(t.shape)})" for t in missing))
     return inputs, offset
 
 
-def _decode_outputs(
-    raw: Any, signature: Signature, binary_default: bool
-) -> tuple[tuple[str, ...], tuple[bool, ...]]:
+def _decode_outputs(raw: Any, signature: Signature, binary_default: bool) -> tuple[tuple[str, ...], tuple[bool, ...]]:
     if raw is None:
         names = tuple(t.name for t in signature.outputs)
         return names, (binary_default,) * len(names)
@@ -167,13 +161,9 @@ def _decode_outputs(
 
 def _shape(raw: Any, spec: TensorSpec) -> tuple[int, ...]:
     if not isinstance(raw, list) or not all(type(d) is int and d >= 0 for d in raw):
-        raise InvalidInput(
-            f"input '{spec.name}': 'shape' must be a list of non-negative integers, got {raw!r}"
-        )
+        raise InvalidInput(f"input '{spec.name}': 'shape' must be a list of non-negative integers, got {raw!r}")
     shape = tuple(raw)
-    if len(shape) != len(spec.shape) or any(
-        e != -1 and e != d for d, e in zip(shape, spec.shape, strict=True)
-    ):
+    if len(shape) != len(spec.shape) or any(e != -1 and e != d for d, e in zip(shape, spec.shape, strict=True)):
         raise InvalidInput(f"input '{spec.name}': shape {list(shape)}, expected {list(spec.shape)}")
     return shape
 
@@ -197,9 +187,7 @@ def from_json(data: Any, spec: TensorSpec, shape: tuple[int, ...]) -> Array:
     if spec.datatype == "BYTES":
         flat = _flatten(data, name)
         if len(flat) != count:
-            raise InvalidInput(
-                f"input '{name}': {len(flat)} values for shape {list(shape)} ({count} expected)"
-            )
+            raise InvalidInput(f"input '{name}': {len(flat)} values for shape {list(shape)} ({count} expected)")
         out: Array = np.empty(count, dtype=np.object_)
         for i, value in enumerate(flat):
             if not isinstance(value, str):
@@ -221,17 +209,29 @@ def from_json(data: Any, spec: TensorSpec, shape: tuple[int, ...]) -> Array:
         elif kind not in _NUMERIC_KINDS:
             raise InvalidInput(f"input '{name}': data must be numbers for {spec.datatype}")
         elif target.kind in _INT_KINDS:
-            if kind == "f":
-                raise InvalidInput(f"input '{name}': data must be integers for {spec.datatype}")
             info = np.iinfo(target)  # type: ignore[type-var]
+            if kind == "f":
+                # numpy makes floats of ints that fit no one integer type (e.g. -1 with 2**64-1)
+                array = _exact_ints(data, array.shape, name, spec.datatype)
             if array.min() < info.min or array.max() > info.max:
-                raise InvalidInput(
-                    f"input '{name}': value out of range for {spec.datatype} [{info.min}, {info.max}]"
-                )
+                raise InvalidInput(f"input '{name}': value out of range for {spec.datatype} [{info.min}, {info.max}]")
     if target.kind == "f" and array.dtype != target:
         with np.errstate(over="ignore"):  # beyond FP16/FP32 range becomes inf, as a cast does
             return array.astype(target).reshape(shape)
     return array.astype(target, copy=False).reshape(shape)
+
+
+def _exact_ints(data: Any, shape: tuple[int, ...], name: str, datatype: str) -> Array:
+    """Integers (only) as an array that holds them exactly: uint64, int64 or Python ints."""
+    values = np.asarray(data, dtype=np.object_).reshape(-1).tolist()
+    if not all(type(v) is int for v in values):
+        raise InvalidInput(f"input '{name}': data must be integers for {datatype}")
+    low, high = min(values), max(values)
+    if 0 <= low and high < 2**64:
+        return np.array(values, dtype=np.uint64).reshape(shape)
+    if -(2**63) <= low and high < 2**63:
+        return np.array(values, dtype=np.int64).reshape(shape)
+    return np.array(values, dtype=np.object_).reshape(shape)  # out of every range: refused next
 
 
 def from_binary(raw: memoryview, spec: TensorSpec, shape: tuple[int, ...]) -> Array:
@@ -244,8 +244,7 @@ def from_binary(raw: memoryview, spec: TensorSpec, shape: tuple[int, ...]) -> Ar
     expected = count * dtype.itemsize
     if len(raw) != expected:
         raise InvalidInput(
-            f"input '{name}': binary_data_size {len(raw)} bytes, expected {expected} "
-            f"for {spec.datatype} {list(shape)}"
+            f"input '{name}': binary_data_size {len(raw)} bytes, expected {expected} for {spec.datatype} {list(shape)}"
         )
     array: Array = np.frombuffer(raw, dtype=dtype)
     if not array.flags.aligned:

@@ -62,9 +62,7 @@ class DataPlane:
         """Start serving `model` (call on the event loop's thread)."""
         max_batch_size, delay, queue_size = self._batch
         if max_batch_size > 1 and not model.signature.batchable:
-            log.warning(
-                "dynamic batching is off: not every tensor of the signature has a variable first dimension"
-            )
+            log.warning("dynamic batching is off: not every tensor of the signature has a variable first dimension")
             max_batch_size = 0
         batcher = Batcher(
             model.backend.predict,
@@ -141,9 +139,7 @@ class DataPlane:
 
     # ---- inference
 
-    async def infer(
-        self, name: str, version: str | None, body: bytes, header_length: int | None
-    ) -> EncodedResponse:
+    async def infer(self, name: str, version: str | None, body: bytes, header_length: int | None) -> EncodedResponse:
         model = self._require(name, version)
         batcher = self._batcher
         assert batcher is not None
@@ -167,9 +163,7 @@ class DataPlane:
             raise ModelNotFound(f"model '{name}' is not served here (this server serves '{self.model_name}')")
         model = self._model
         if version and model is not None and version != model.version:
-            raise ModelNotFound(
-                f"model '{name}' has no version '{version}' (serving version '{model.version}')"
-            )
+            raise ModelNotFound(f"model '{name}' has no version '{version}' (serving version '{model.version}')")
         return model
 
     def _require(self, name: str, version: str | None) -> LoadedModel:

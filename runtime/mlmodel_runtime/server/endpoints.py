@@ -1,13 +1,17 @@
 """HTTP endpoints of the Open Inference Protocol: read the request, call the data plane, answer.
 
-Plain Starlette handlers (Request in, Response out): no per-request dependency injection or
-pydantic models, because the infer route is the hot path. Errors become `{"error": "..."}`
-with the status from server/errors.py.
+Health and metadata are plain Starlette handlers (Request in, Response out). Infer is the hot
+path, so `InferEndpoint` is a bare ASGI app: it reads the headers it needs straight from the
+scope and the body from `receive`, and `InferFastPath` (the app's innermost middleware... the
+outermost one after uvicorn) hands it infer requests before FastAPI's middleware stack and router
+see them; that stack costs several times our own per-request work. Errors become
+`{"error": "..."}` with the status from server/errors.py.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import time
 import zlib
 from typing import Any
@@ -21,14 +25,17 @@ from mlmodel_runtime.server.errors import (
     UnsupportedEncoding,
     status_for,
 )
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 log = logging.getLogger(__name__)
 
 JSON = "application/json"
 OCTETS = "application/octet-stream"
-HEADER_LENGTH = "inference-header-content-length"
+INFER_PATH = re.compile(r"^/v2/models/([^/]+)(?:/versions/([^/]+))?/infer$")
+_JSON_HEADERS = [(b"content-type", JSON.encode())]
+_BINARY_HEADERS = [(b"content-type", OCTETS.encode())]
 _ZLIB_WBITS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
 
 
@@ -49,9 +56,7 @@ def decode_content(body: bytes, encoding: str, limit: int) -> bytes:
         return body
     wbits = _ZLIB_WBITS.get(encoding)
     if wbits is None:
-        raise UnsupportedEncoding(
-            f"Content-Encoding '{encoding}' is not supported (use gzip, deflate or none)"
-        )
+        raise UnsupportedEncoding(f"Content-Encoding '{encoding}' is not supported (use gzip, deflate or none)")
     decompressor = zlib.decompressobj(wbits)
     try:
         out = decompressor.decompress(body, limit + 1)
@@ -114,58 +119,116 @@ class Endpoints:
             return self._failure(exc)
         return json_response({"name": params["name"], "ready": ready}, 200 if ready else 503)
 
-    async def infer(self, request: Request) -> Response:
-        started = time.perf_counter()
-        params = request.path_params
-        name = params["name"]
-        mine = name == self._dp.model_name  # count only this model's requests (no label per typo)
-        metrics = self._metrics
-        if mine:
-            metrics.inflight.inc()
-        try:
-            headers = request.headers
-            body = await self._read_body(request, headers.get("content-length"))
-            encoding = headers.get("content-encoding")
-            if encoding is not None:
-                body = decode_content(body, encoding, self._limit)
-            result = await self._dp.infer(
-                name, params.get("version"), body, header_length(headers.get(HEADER_LENGTH))
-            )
-            if result.header_length is None:
-                response = Response(result.body, 200, None, JSON)
-            else:
-                response = Response(
-                    result.body, 200, {"Inference-Header-Content-Length": str(result.header_length)}, OCTETS
-                )
-        except Exception as exc:
-            response = self._failure(exc)
-        finally:
-            if mine:
-                metrics.inflight.dec()
-        if mine:
-            metrics.count_request(response.status_code)
-            metrics.request_duration.observe(time.perf_counter() - started)
-        return response
-
-    async def _read_body(self, request: Request, length: str | None) -> bytes:
-        limit = self._limit
-        if length is not None:
-            if not length.isdigit():
-                raise InvalidInput(f"Content-Length must be an integer, got {length!r}")
-            if int(length) > limit:
-                raise PayloadTooLarge(f"request body of {length} bytes is over the limit of {limit} bytes")
-            return await request.body()
-        chunks: list[bytes] = []
-        size = 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise PayloadTooLarge(f"request body is over the limit of {limit} bytes")
-            chunks.append(chunk)
-        return b"".join(chunks)
-
     def _failure(self, exc: BaseException) -> Response:
         status = status_for(exc)
         if status >= 500 and not isinstance(exc, ServingError):
             log.error("request failed", exc_info=exc)
         return error_response(exc, status)
+
+
+class InferEndpoint:
+    """POST /v2/models/{name}[/versions/{version}]/infer as a bare ASGI app."""
+
+    def __init__(self, data_plane: DataPlane, max_request_bytes: int) -> None:
+        self._dp = data_plane
+        self._limit = max_request_bytes
+        self._metrics = data_plane.metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        match = INFER_PATH.match(scope["path"])
+        if match is None:  # pragma: no cover - routed here only for this path
+            await self._send(send, 404, orjson.dumps({"error": "not found"}), _JSON_HEADERS)
+            return
+        await self.handle(scope, receive, send, match[1], match[2])
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send, name: str, version: str | None) -> None:
+        started = time.perf_counter()
+        mine = name == self._dp.model_name  # count only this model's requests (no label per typo)
+        metrics = self._metrics
+        if mine:
+            metrics.inflight.inc()
+        try:
+            length = encoding = header_len = None
+            for key, value in scope["headers"]:
+                if key == b"content-length":
+                    length = value
+                elif key == b"inference-header-content-length":
+                    header_len = value
+                elif key == b"content-encoding":
+                    encoding = value
+            body = await self._read_body(receive, length)
+            if encoding is not None:
+                body = decode_content(body, encoding.decode("latin-1"), self._limit)
+            result = await self._dp.infer(
+                name, version, body, header_length(None if header_len is None else header_len.decode("latin-1"))
+            )
+            status = 200
+            payload = result.body
+            if result.header_length is None:
+                headers = _JSON_HEADERS
+            else:
+                headers = [*_BINARY_HEADERS, (b"inference-header-content-length", b"%d" % result.header_length)]
+        except Exception as exc:
+            status = status_for(exc)
+            if status >= 500 and not isinstance(exc, ServingError):
+                log.error("request failed", exc_info=exc)
+            error = error_response(exc, status)
+            payload = bytes(error.body)
+            headers = [(k, v) for k, v in error.raw_headers if k != b"content-length"]
+        finally:
+            if mine:
+                metrics.inflight.dec()
+        await self._send(send, status, payload, headers)
+        if mine:
+            metrics.count_request(status)
+            metrics.request_duration.observe(time.perf_counter() - started)
+
+    @staticmethod
+    async def _send(send: Send, status: int, payload: bytes, headers: list[tuple[bytes, bytes]]) -> None:
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [*headers, (b"content-length", b"%d" % len(payload))],
+            }
+        )
+        await send({"type": "http.response.body", "body": payload})
+
+    async def _read_body(self, receive: Receive, length: bytes | None) -> bytes:
+        limit = self._limit
+        if length is not None:
+            if not length.isdigit():
+                raise InvalidInput(f"Content-Length must be an integer, got {length.decode('latin-1')!r}")
+            if int(length) > limit:
+                raise PayloadTooLarge(f"request body of {length.decode()} bytes is over the limit of {limit} bytes")
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise ClientDisconnect()
+            chunk = message.get("body", b"")
+            if chunk:
+                size += len(chunk)
+                if size > limit:
+                    raise PayloadTooLarge(f"request body is over the limit of {limit} bytes")
+                chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+class InferFastPath:
+    """Middleware that serves POST .../infer with InferEndpoint and passes everything else on."""
+
+    def __init__(self, app: ASGIApp, endpoint: InferEndpoint) -> None:
+        self.app = app
+        self.endpoint = endpoint
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            match = INFER_PATH.match(scope["path"])
+            if match is not None:
+                await self.endpoint.handle(scope, receive, send, match[1], match[2])
+                return
+        await self.app(scope, receive, send)
