@@ -33,7 +33,7 @@ class Doubler:
 
     def __call__(self, inputs: Mapping[str, Array], outputs: Sequence[str]) -> dict[str, Array]:
         self.gate.wait(10)
-        x = inputs["x"]
+        x = np.asarray(inputs["x"], dtype=np.float32)
         self.calls.append(x.shape[0])
         if (x < 0).any():
             raise InferenceError("negative input")

@@ -227,9 +227,9 @@ def _exact_ints(data: Any, shape: tuple[int, ...], name: str, datatype: str) -> 
     if not all(type(v) is int for v in values):
         raise InvalidInput(f"input '{name}': data must be integers for {datatype}")
     low, high = min(values), max(values)
-    if 0 <= low and high < 2**64:
+    if low >= 0 and high < 2**64:
         return np.array(values, dtype=np.uint64).reshape(shape)
-    if -(2**63) <= low and high < 2**63:
+    if low >= -(2**63) and high < 2**63:
         return np.array(values, dtype=np.int64).reshape(shape)
     return np.array(values, dtype=np.object_).reshape(shape)  # out of every range: refused next
 
