@@ -76,9 +76,7 @@ def find_model_file(directory: Path, fmt: ModelFormat | None) -> str:
     candidates = sorted(
         p.name
         for p in directory.iterdir()
-        if p.is_file()
-        and (kind := ModelFormat.from_filename(p.name)) is not None
-        and (fmt is None or kind is fmt)
+        if p.is_file() and (kind := ModelFormat.from_filename(p.name)) is not None and (fmt is None or kind is fmt)
     )
     if not candidates:
         wanted = [fmt.default_file] if fmt else [f.default_file for f in ModelFormat]
@@ -87,8 +85,7 @@ def find_model_file(directory: Path, fmt: ModelFormat | None) -> str:
     if len(candidates) == 1 or len(preferred) == 1:
         return candidates[0] if len(candidates) == 1 else preferred[0]
     raise PackError(
-        f"{directory}: several model files ({', '.join(candidates)}): "
-        "keep one, name it model.<ext> or pass --format"
+        f"{directory}: several model files ({', '.join(candidates)}): keep one, name it model.<ext> or pass --format"
     )
 
 
@@ -101,8 +98,7 @@ def _merge(raw: dict[str, Any], key: str, given: str | None, default: str) -> bo
     """Put `given` (or `default` when absent) under `key`; True when `raw` changed."""
     if given is not None and key in raw and str(raw[key]) != given:
         raise PackError(
-            f"{METADATA_FILE} says {key} {raw[key]!r} but --{key} is {given!r}: "
-            f"edit {METADATA_FILE} or remove it"
+            f"{METADATA_FILE} says {key} {raw[key]!r} but --{key} is {given!r}: edit {METADATA_FILE} or remove it"
         )
     if key not in raw:
         raw[key] = given if given is not None else default
