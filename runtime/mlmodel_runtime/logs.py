@@ -57,6 +57,7 @@ def configure_logging(level: str, model: str, revision: str, stream: TextIO | No
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level.upper())
+    logging.captureWarnings(True)  # Python warnings become JSON lines too
     for name in ("uvicorn", "uvicorn.error"):
         logging.getLogger(name).handlers.clear()
         logging.getLogger(name).propagate = True

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -73,7 +74,10 @@ class TorchBackend:
     def _load(self, path: Path, format: str) -> Callable[..., Any]:
         if format == "torchscript":
             self.platform = "pytorch_libtorch"
-            module = torch.jit.load(str(path), map_location=self._torch_device)  # type: ignore[no-untyped-call]
+            with warnings.catch_warnings():
+                # torch 2.10+ deprecates TorchScript; the format is part of the contract all the same
+                warnings.simplefilter("ignore", FutureWarning)
+                module = torch.jit.load(str(path), map_location=self._torch_device)  # type: ignore[no-untyped-call]
             module.eval()
             return module  # type: ignore[no-any-return]
         if format == "torch-export":
