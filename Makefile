@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 CLUSTER := $(PY) -m hack.localcluster
 PYTEST_ARGS ?=
 
-.PHONY: help venv binaries cluster-up cluster-down cluster-status test lint crds operator demo bench clean
+.PHONY: help venv tools binaries cluster-up cluster-down cluster-status test lint crds operator demo bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -21,6 +21,15 @@ $(STAMP): pyproject.toml
 	@rm -f $(VENV)/.installed-* && touch $@
 
 venv: $(STAMP) ## create or update the virtualenv in .venv/ (operator, runtime, CLI, test tools)
+
+# promtool checks and unit-tests the chart's alert rules (Debian's prometheus package).
+tools: ## system tools the tests use (promtool), installed with apt when missing
+	@command -v promtool >/dev/null || { \
+	  echo "installing promtool (Debian package prometheus)"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get install -y --no-install-recommends prometheus >/dev/null 2>&1 || \
+	  { $$SUDO apt-get update -q >/dev/null && $$SUDO apt-get install -y --no-install-recommends prometheus >/dev/null; } || \
+	  echo "warning: promtool could not be installed; the alert-rule tests will fail"; }
 
 binaries: ## build the control plane binaries from source once (cached in ~/.cache/mlmodel-operator)
 	@hack/build/build-binaries.sh >/dev/null
@@ -36,7 +45,7 @@ cluster-status: venv ## is the local cluster running?
 
 # pytest's fixtures start what the tests need and stop what they started; the trap below also stops
 # what this run started when pytest itself dies.
-test: venv binaries ## run the whole test suite against the local cluster and object store
+test: venv tools binaries ## run the whole test suite against the local cluster and object store
 	@running=$$($(CLUSTER) status | grep -c ': running' || true); \
 	$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ "$$running" = "0" ]; then $(CLUSTER) down >/dev/null; fi; exit $$rc
@@ -47,8 +56,9 @@ lint: venv ## ruff, mypy, import-linter contracts, hadolint
 	$(VENV)/bin/lint-imports
 	@if ls Dockerfile.* >/dev/null 2>&1; then $(VENV)/bin/hadolint Dockerfile.*; fi
 
-crds: venv ## regenerate crds/ from the typed spec
+crds: venv ## regenerate crds/ from the typed spec, and the chart's CRD copy and values schema
 	$(PY) -m mlmodel_operator.crdgen
+	$(PY) -m hack.chart
 
 operator: cluster-up ## run the operator in the foreground against the local cluster
 	KUBECONFIG=.local/cluster/kubeconfig $(PY) -m mlmodel_operator --config .local/operator/config.yaml

@@ -1,0 +1,92 @@
+{{/* Chart name. */}}
+{{- define "mlmodel-operator.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Fully qualified name: release-chart, unless the release name already holds the chart name. */}}
+{{- define "mlmodel-operator.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "mlmodel-operator.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "mlmodel-operator.labels" -}}
+helm.sh/chart: {{ include "mlmodel-operator.chart" . }}
+{{ include "mlmodel-operator.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: mlmodel-operator
+{{- end }}
+
+{{- define "mlmodel-operator.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "mlmodel-operator.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "mlmodel-operator.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "mlmodel-operator.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/* The Lease that elects the active replica. */}}
+{{- define "mlmodel-operator.leaseName" -}}
+{{- default (include "mlmodel-operator.fullname" .) (dig "leaderElection" "leaseName" "" .Values.config) }}
+{{- end }}
+
+{{/* The operator's config file: the values' config, plus what the chart decides (lease name and namespace). */}}
+{{- define "mlmodel-operator.config" -}}
+{{- $le := merge (dict "leaseName" (include "mlmodel-operator.leaseName" .) "leaseNamespace" .Release.Namespace) (default dict .Values.config.leaderElection) }}
+{{- $_ := set $le "leaseName" (include "mlmodel-operator.leaseName" .) }}
+{{- $_ := set $le "leaseNamespace" .Release.Namespace }}
+{{- toYaml (merge (dict "leaderElection" $le) (omit .Values.config "leaderElection")) }}
+{{- end }}
+
+{{/* The rules the operator needs on the namespaces it serves: what it reads, what it writes, nothing more. */}}
+{{- define "mlmodel-operator.modelRules" -}}
+# MLModels: kopf watches them and patches its annotations and finalizer; the operator writes status only.
+- apiGroups: [serving.mlmodel.io]
+  resources: [mlmodels]
+  verbs: [get, list, watch, patch]
+- apiGroups: [serving.mlmodel.io]
+  resources: [mlmodels/status]
+  verbs: [patch]
+# Owner references with blockOwnerDeletion, where OwnerReferencesPermissionEnforcement is on.
+- apiGroups: [serving.mlmodel.io]
+  resources: [mlmodels/finalizers]
+  verbs: [update]
+# The runtime Deployment and Service: server-side apply (create + patch); deletion is the garbage collector's.
+- apiGroups: [apps]
+  resources: [deployments]
+  verbs: [get, list, watch, create, patch]
+- apiGroups: [""]
+  resources: [services]
+  verbs: [get, create, patch]
+# Observing the rollout.
+- apiGroups: [apps]
+  resources: [replicasets]
+  verbs: [list]
+- apiGroups: [""]
+  resources: [pods]
+  verbs: [list]
+# The credentials Secret named by a model: get by name only, never list or watch.
+- apiGroups: [""]
+  resources: [secrets]
+  verbs: [get]
+- apiGroups: [""]
+  resources: [events]
+  verbs: [create]
+{{- end }}

@@ -1,0 +1,3 @@
+from hack.chart import main
+
+main()
