@@ -5,6 +5,7 @@ tensor of every datatype, and request bodies for them."""
 from __future__ import annotations
 
 import json
+import struct
 from pathlib import Path
 from typing import Any
 
@@ -117,7 +118,10 @@ def binary_body(inputs: dict[str, np.ndarray], **top: Any) -> tuple[bytes, dict[
     """A V2 body with every input as binary data, and the headers it needs."""
     tensors, chunks = [], []
     for name, arr in inputs.items():
-        raw = arr.astype(arr.dtype.newbyteorder("<")).tobytes()
+        if arr.dtype == np.object_:  # BYTES: each element as a 4-byte little-endian length + bytes
+            raw = b"".join(struct.pack("<I", len(v)) + v for v in arr.reshape(-1))
+        else:
+            raw = arr.astype(arr.dtype.newbyteorder("<")).tobytes()
         tensors.append(
             {
                 "name": name,
