@@ -5,20 +5,30 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import http.server
 import logging
+import os
+import socket
 import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import kopf
 from prometheus_client import CollectorRegistry, start_http_server
 
 from mlmodel_operator.adapters import KubeApi, PackageValidator, connect
+from mlmodel_operator.adapters.lease import LeaseElector
 from mlmodel_operator.config import ConfigError, OperatorConfig, load_config
 from mlmodel_operator.handlers import register
 from mlmodel_operator.metrics import OperatorMetrics
 from mlmodel_operator.reconcile import Reconciler
 
 log = logging.getLogger("mlmodel_operator")
+
+# Exit status when leadership is lost: the pod restarts and waits as a standby (no two writers, ever).
+EXIT_LOST_LEASE = 3
 
 # kopf's own bookkeeping goes under our API group; progress and the diff base in annotations
 # (a structural schema would prune kopf's status fields).
@@ -34,8 +44,8 @@ def kopf_settings(config: OperatorConfig) -> kopf.OperatorSettings:
         prefix=STORAGE_PREFIX, key="last-handled-configuration"
     )
     settings.execution.max_workers = config.max_workers
-    settings.peering.name = config.peering.name
-    settings.peering.priority = config.peering.priority
+    # One replica reconciles, elected through a Lease (see run_elected), so kopf's own peering is off.
+    settings.peering.standalone = True
     return settings
 
 
@@ -62,23 +72,71 @@ def main(argv: list[str] | None = None) -> int:
     metrics = OperatorMetrics(CollectorRegistry())
     if config.metrics_port:
         start_http_server(config.metrics_port, registry=metrics.registry)
-    kube = KubeApi(connect(args.kubeconfig), config.field_manager, metrics)
+    api_client = connect(args.kubeconfig)
+    kube = KubeApi(api_client, config.field_manager, metrics)
     reconciler = Reconciler(config, kube, PackageValidator(config), metrics)
     registry = kopf.OperatorRegistry()
     register(registry, reconciler, config)
 
-    log.info("serving MLModels in %s", ", ".join(namespaces) if namespaces else "all namespaces")
-    asyncio.run(
-        kopf.operator(
-            registry=registry,
-            settings=kopf_settings(config),
-            clusterwide=not namespaces,
-            namespaces=namespaces,
-            standalone=not config.peering.enabled,
-            liveness_endpoint=f"http://0.0.0.0:{config.health_port}/healthz" if config.health_port else None,
+    elector = None
+    if config.leader_election.enabled:
+        le = config.leader_election
+        elector = LeaseElector(
+            api_client,
+            name=le.lease_name,
+            namespace=le.lease_namespace or os.environ.get("POD_NAMESPACE", "default"),
+            identity=os.environ.get("POD_NAME") or f"{socket.gethostname()}-{os.getpid()}",
+            lease_duration=le.lease_duration_seconds,
+            renew_deadline=le.renew_deadline_seconds,
+            retry_period=le.retry_period_seconds,
         )
-    )
+        with standby_health(config.health_port):
+            elector.acquire()
+        elector.keep(on_lost=lambda: os._exit(EXIT_LOST_LEASE))
+
+    log.info("serving MLModels in %s", ", ".join(namespaces) if namespaces else "all namespaces")
+    try:
+        asyncio.run(
+            kopf.operator(
+                registry=registry,
+                settings=kopf_settings(config),
+                clusterwide=not namespaces,
+                namespaces=namespaces,
+                standalone=True,
+                liveness_endpoint=f"http://0.0.0.0:{config.health_port}/healthz" if config.health_port else None,
+            )
+        )
+    finally:
+        if elector is not None:
+            elector.release()
     return 0
+
+
+@contextlib.contextmanager
+def standby_health(port: int) -> Iterator[None]:
+    """While a replica waits for the Lease it is alive: answer /healthz until kopf's own endpoint takes over."""
+    if not port:
+        yield
+        return
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain")
+            self.end_headers()
+            self.wfile.write(b"standby\n")
+
+        def log_message(self, *args: object) -> None:  # probes would flood the log
+            pass
+
+    server = http.server.ThreadingHTTPServer(("0.0.0.0", port), Handler)
+    thread = threading.Thread(target=server.serve_forever, name="standby-health", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 if __name__ == "__main__":

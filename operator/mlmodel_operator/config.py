@@ -121,12 +121,23 @@ class Runtime(_Section):
     scratch_size_limit: Quantity = "1Gi"
 
 
-class Peering(_Section):
-    """kopf peering, for running several operator replicas (one active)."""
+class LeaderElection(_Section):
+    """Lease-based election of the one replica that reconciles (client-go's protocol and defaults)."""
 
     enabled: bool = False
-    name: str = "mlmodel-operator"
-    priority: int = 0
+    lease_name: str = "mlmodel-operator"
+    lease_namespace: str | None = Field(
+        default=None, description="Default: the POD_NAMESPACE environment variable, else `default`."
+    )
+    lease_duration_seconds: float = Field(default=15.0, gt=0)
+    renew_deadline_seconds: float = Field(default=10.0, gt=0)
+    retry_period_seconds: float = Field(default=2.0, gt=0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> LeaderElection:
+        if not self.retry_period_seconds < self.renew_deadline_seconds < self.lease_duration_seconds:
+            raise ValueError("leaderElection: retryPeriodSeconds < renewDeadlineSeconds < leaseDurationSeconds")
+        return self
 
 
 class OperatorConfig(BaseSettings):
@@ -151,7 +162,7 @@ class OperatorConfig(BaseSettings):
     resync: Resync = Field(default_factory=Resync)
     startup: Startup = Field(default_factory=Startup)
     runtime: Runtime = Field(default_factory=Runtime)
-    peering: Peering = Field(default_factory=Peering)
+    leader_election: LeaderElection = Field(default_factory=LeaderElection)
     cluster_domain: str = "cluster.local"
     field_manager: str = "mlmodel-operator"
     metrics_port: int = Field(default=8090, ge=0, le=65535, description="0: no metrics listener.")
