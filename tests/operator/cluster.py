@@ -136,7 +136,9 @@ class Packages:
         directory = self._dir(key)
         fake = self.folder / "model.joblib"
         fake.write_bytes(b"not really a pickle")
-        build_package(directory, fake, name="mlp", version="1", format="joblib", **mlp_signature())
+        signature = mlp_signature()
+        build_package(directory, fake, name="mlp", version="1", format="joblib",
+                      inputs=signature["inputs"], outputs=signature["outputs"])
         return upload_dir(self.s3, self.bucket, key, directory)
 
     def zip_with_parent_entry(self, key: str) -> str:

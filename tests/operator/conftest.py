@@ -80,10 +80,17 @@ def _terminating_models(kubectl: Kubectl) -> list[str]:
 
 
 @pytest.fixture
-def credentials(kubectl: Kubectl, namespace: str, s3_env: dict[str, str]) -> str:
+def model_namespace(namespace: str, kubectl: Kubectl, operator: OperatorProcess) -> Iterator[str]:
+    """The test's namespace; its MLModels are deleted (and released by the operator) before it goes."""
+    yield namespace
+    kubectl.run("delete", "mlmodels", "--all", "-n", namespace, "--timeout=60s", check=False)
+
+
+@pytest.fixture
+def credentials(kubectl: Kubectl, model_namespace: str, s3_env: dict[str, str]) -> str:
     """A Secret named models-s3 with the object store's access key pair, in the test's namespace."""
     kubectl.run(
-        "create", "secret", "generic", "models-s3", "-n", namespace,
+        "create", "secret", "generic", "models-s3", "-n", model_namespace,
         f"--from-literal=AWS_ACCESS_KEY_ID={s3_env['AWS_ACCESS_KEY_ID']}",
         f"--from-literal=AWS_SECRET_ACCESS_KEY={s3_env['AWS_SECRET_ACCESS_KEY']}",
     )

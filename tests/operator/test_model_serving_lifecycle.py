@@ -17,8 +17,9 @@ pytestmark = [pytest.mark.cluster, pytest.mark.objectstore]
 
 
 def test_package_serves_on_gpu_pool_then_rolls_out_a_new_one(
-    operator: OperatorProcess, kubectl: Kubectl, namespace: str, credentials: str, packages: Packages
+    operator: OperatorProcess, kubectl: Kubectl, model_namespace: str, credentials: str, packages: Packages
 ) -> None:
+    namespace = model_namespace
     first = packages.onnx("fraud/1", seed=1)
     kubectl.apply(mlmodel("fraud", first, resources={"gpu": 1}), namespace)
 
@@ -64,8 +65,9 @@ def test_package_serves_on_gpu_pool_then_rolls_out_a_new_one(
 
 
 def test_scale_then_delete_leaves_nothing(
-    operator: OperatorProcess, kubectl: Kubectl, namespace: str, credentials: str, packages: Packages
+    operator: OperatorProcess, kubectl: Kubectl, model_namespace: str, credentials: str, packages: Packages
 ) -> None:
+    namespace = model_namespace
     uri = packages.onnx("scaled/1")
     kubectl.apply(mlmodel("scaled", uri, nodePool="cpu"), namespace)
     wait_condition(kubectl, namespace, "scaled", "Ready", reason="Serving")

@@ -1,0 +1,57 @@
+"""The API server refuses invalid MLModels at admission (OpenAPI bounds and CEL rules from the generated
+CRD), with messages that name the field: `kubectl apply` fails and nothing is stored."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.operator.cluster import mlmodel
+from tests.support.kube import Kubectl
+
+pytestmark = pytest.mark.cluster
+
+URI = "s3://models/m/1/"
+
+CASES: dict[str, tuple[dict[str, Any], list[str]]] = {
+    "negative-replicas": ({"replicas": -1}, ["spec.replicas", "greater than or equal to 0"]),
+    "not-s3": ({"source": {"uri": "http://example.com/m"}}, ["spec.source.uri"]),
+    "delay-without-batch": ({"batching": {"maxDelayMs": 5}},
+                            ["spec.batching.maxDelayMs", "maxDelayMs requires maxBatchSize > 1"]),
+    "gpu-in-limits": ({"resources": {"limits": {"nvidia.com/gpu": 1}}},
+                      ["spec.resources.limits", "use resources.gpu for GPUs"]),
+    "limit-below-request": ({"resources": {"requests": {"memory": "4Gi"}, "limits": {"memory": "2Gi"}}},
+                            ["spec.resources.limits", "at least the request"]),
+    "bad-strategy": ({"rollout": {"strategy": "BlueGreen"}}, ['spec.rollout.strategy', '"Surge", "Replace"']),
+    "reserved-pod-label": ({"podMetadata": {"labels": {"app.kubernetes.io/name": "x"}}},
+                           ["spec.podMetadata.labels", "set by the operator"]),
+    "unknown-format": ({"format": "tensorflow"}, ["spec.format"]),
+    "bad-node-pool-name": ({"nodePool": "GPU_Pool"}, ["spec.nodePool"]),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_invalid_spec_is_refused_with_the_field_named(case: str, crd: None, kubectl: Kubectl, namespace: str) -> None:
+    spec, fragments = CASES[case]
+    manifest = mlmodel("m", spec.pop("source", {"uri": URI})["uri"], **spec)
+    result = kubectl.run("apply", "-n", namespace, "-f", "-", stdin=manifest, check=False)
+    assert result.returncode != 0
+    for fragment in fragments:
+        assert fragment in result.stderr, result.stderr
+    assert kubectl.run("get", "mlmodel", "m", "-n", namespace, check=False).returncode != 0
+
+
+def test_name_must_suit_a_service(crd: None, kubectl: Kubectl, namespace: str) -> None:
+    result = kubectl.run("apply", "-n", namespace, "-f", "-", stdin=mlmodel("9-lives", URI), check=False)
+    assert result.returncode != 0
+    assert "metadata.name must be a DNS-1035 label" in result.stderr
+
+
+def test_valid_spec_gets_defaults(crd: None, kubectl: Kubectl, namespace: str) -> None:
+    kubectl.apply(mlmodel("m", URI), namespace)
+    spec = kubectl.json("get", "mlmodel", "m", "-n", namespace)["spec"]
+    assert spec["replicas"] == 1
+    assert spec["rollout"] == {"strategy": "Surge", "progressDeadlineSeconds": 600, "autoRollback": True}
+    assert spec["revisionHistoryLimit"] == 10
+    assert spec["resources"] == {"gpu": 0}

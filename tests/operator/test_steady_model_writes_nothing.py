@@ -1,0 +1,66 @@
+"""A steady model causes no writes: over a minute of resyncs (every 2 s) the API server counts no PATCH,
+UPDATE, APPLY or POST to mlmodels, deployments or services (its apiserver_request_total metric, which has
+no namespace label: other clients writing to the same cluster meanwhile would show up here too), the
+MLModel, Deployment and Service keep their resourceVersion, and the operator counts no writes of its own."""
+
+from __future__ import annotations
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.operator.cluster import OperatorProcess, Packages, mlmodel, wait_condition
+from tests.support.kube import Kubectl
+from tests.support.waiting import wait_for
+
+pytestmark = [pytest.mark.cluster, pytest.mark.objectstore, pytest.mark.slow]
+
+# DELETE is left out: the operator never deletes (the garbage collector does), and the namespace
+# controller may be deleting other tests' namespaces meanwhile.
+WRITE_VERBS = {"PATCH", "UPDATE", "APPLY", "POST"}
+RESOURCES = {"mlmodels", "deployments", "services"}
+
+
+def _writes(kubectl: Kubectl) -> dict[tuple[str, str, str], float]:
+    text = kubectl.run("get", "--raw", "/metrics").stdout
+    counts: dict[tuple[str, str, str], float] = {}
+    for family in text_string_to_metric_families(text):
+        if family.name != "apiserver_request":
+            continue
+        for sample in family.samples:
+            labels = sample.labels
+            if (sample.name == "apiserver_request_total" and labels.get("verb") in WRITE_VERBS
+                    and labels.get("resource") in RESOURCES):
+                key = (labels["resource"], labels.get("subresource", ""), labels["verb"])
+                counts[key] = counts.get(key, 0) + sample.value
+    return counts
+
+
+def _versions(kubectl: Kubectl, namespace: str) -> dict[str, str]:
+    items = kubectl.json("get", "mlmodel,deployment,service", "-n", namespace, "-l", "", "--field-selector",
+                         "metadata.name=steady")["items"]
+    return {item["kind"]: item["metadata"]["resourceVersion"] for item in items}
+
+
+def test_steady_model_causes_no_writes(
+    operator: OperatorProcess, kubectl: Kubectl, model_namespace: str, credentials: str, packages: Packages
+) -> None:
+    namespace = model_namespace
+    kubectl.apply(mlmodel("steady", packages.onnx("steady/1"), nodePool="cpu", replicas=2), namespace)
+    wait_condition(kubectl, namespace, "steady", "Ready", reason="Serving")
+    # Let the rollout's last events settle: the status is final once a resync finds nothing to write.
+    writes = operator.metric("mlmodel_operator_api_writes_total")
+    passes = operator.metric("mlmodel_operator_reconcile_total")
+    wait_for(lambda: operator.metric("mlmodel_operator_reconcile_total") >= passes + 2, 20, "two resyncs")
+    assert operator.metric("mlmodel_operator_api_writes_total") == writes
+
+    before, versions = _writes(kubectl), _versions(kubectl, namespace)
+    assert set(versions) == {"MLModel", "Deployment", "Service"}
+    passes = operator.metric("mlmodel_operator_reconcile_total")
+    # A minute of resyncs at a 2 s interval: at least 25 passes over the model.
+    wait_for(lambda: operator.metric("mlmodel_operator_reconcile_total") >= passes + 25, 90, "25 resync passes")
+
+    after = _writes(kubectl)
+    changed = {key: after[key] - before.get(key, 0) for key in after if after[key] != before.get(key, 0)}
+    assert changed == {}, f"writes during the steady minute: {changed}"
+    assert _versions(kubectl, namespace) == versions
+    assert operator.metric("mlmodel_operator_api_writes_total") == writes
