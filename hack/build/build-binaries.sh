@@ -4,6 +4,7 @@
 #   etcd                                                                (go.etcd.io/etcd/server/v3)
 #   kwok                                                                (sigs.k8s.io/kwok)
 #   kstatus  (tests: the kstatus library Flux and kubectl wait use)     (sigs.k8s.io/cli-utils)
+#   crds/monitoring/*.yaml (tests: prometheus-operator's CRDs, for server-side dry runs of the chart)
 # Output: $MLMODEL_CACHE/bin/<versions>/ (default ~/.cache/mlmodel-operator); prints that folder last.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -15,6 +16,7 @@ bins=(kube-apiserver kube-controller-manager kube-scheduler kubectl etcd kwok ks
 
 missing=()
 for b in "${bins[@]}"; do [ -x "$out/$b" ] || missing+=("$b"); done
+[ -f "$out/crds/monitoring/monitoring.coreos.com_prometheusrules.yaml" ] || missing+=("monitoring CRDs")
 if [ ${#missing[@]} -eq 0 ]; then echo "$out"; exit 0; fi
 
 command -v go >/dev/null || { echo "error: Go (1.26+) is needed once to build: ${missing[*]}" >&2; exit 1; }
@@ -136,10 +138,23 @@ GO
   (cd "$dir" && go mod tidy >/dev/null 2>&1; go build -trimpath -ldflags "-s -w" -o "$out/kstatus.tmp" .) && mv "$out/kstatus.tmp" "$out/kstatus"
 }
 
+fetch_monitoring_crds() {
+  local dest="$out/crds/monitoring" dir
+  [ -f "$dest/monitoring.coreos.com_prometheusrules.yaml" ] && return
+  log "fetching prometheus-operator $PROMETHEUS_OPERATOR_VERSION CRDs (ServiceMonitor, PodMonitor, PrometheusRule)"
+  dir=$(cd "$work" && go mod download -json "github.com/prometheus-operator/prometheus-operator@$PROMETHEUS_OPERATOR_VERSION" \
+        | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+  mkdir -p "$dest"
+  for kind in servicemonitors podmonitors prometheusrules; do
+    cp "$dir/example/prometheus-operator-crd/monitoring.coreos.com_$kind.yaml" "$dest/"
+  done
+}
+
 start=$(date +%s)
 build_etcd
 build_kwok
 build_k8s
 build_kstatus
+fetch_monitoring_crds
 log "done in $(( $(date +%s) - start ))s"
 echo "$out"

@@ -1,0 +1,124 @@
+"""The chart's PrometheusRule passes `promtool check rules`, and `promtool test rules` shows each alert firing
+when it should and not before: a model not Ready for 10 minutes, a stalled model, a rollback, a 5xx rate
+over the threshold, a p99 latency over the threshold."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+PROMTOOL = shutil.which("promtool")
+pytestmark = pytest.mark.skipif(
+    PROMTOOL is None, reason="promtool is missing: `make tools` installs it (Debian package prometheus)"
+)
+
+TESTS = """
+rule_files: [rules.yaml]
+evaluation_interval: 1m
+tests:
+  - interval: 1m
+    input_series:
+      - series: 'mlmodel_operator_model_condition{namespace="risk",name="fraud",condition="Ready",status="False"}'
+        values: '1x20'
+      - series: 'mlmodel_operator_model_condition{namespace="risk",name="ok",condition="Ready",status="False"}'
+        values: '1x5 0x15'
+      - series: 'mlmodel_operator_model_condition{namespace="risk",name="fraud",condition="Stalled",status="True"}'
+        values: '1x20'
+      - series: 'mlmodel_operator_rollbacks_total{namespace="risk",name="fraud",reason="CrashLoop"}'
+        values: '0x5 1x15'
+    alert_rule_test:
+      - {eval_time: 9m, alertname: MLModelNotReady, exp_alerts: []}
+      - eval_time: 11m
+        alertname: MLModelNotReady
+        exp_alerts:
+          - exp_labels: {severity: warning, namespace: risk, name: fraud}
+            exp_annotations:
+              summary: MLModel risk/fraud has not been Ready for 10m
+              description: kubectl describe mlmodel -n risk fraud shows the condition's reason.
+      - {eval_time: 4m, alertname: MLModelStalled, exp_alerts: []}
+      - eval_time: 6m
+        alertname: MLModelStalled
+        exp_alerts:
+          - exp_labels: {severity: warning, namespace: risk, name: fraud}
+            exp_annotations:
+              summary: "MLModel risk/fraud is stalled: it cannot progress until its spec changes"
+              description: The Stalled condition says what is wrong (package, node pool, failed revision).
+      - {eval_time: 4m, alertname: MLModelRolledBack, exp_alerts: []}
+      - eval_time: 7m
+        alertname: MLModelRolledBack
+        exp_alerts:
+          - exp_labels: {severity: warning, namespace: risk, name: fraud, reason: CrashLoop}
+            exp_annotations:
+              summary: MLModel risk/fraud was rolled back (CrashLoop)
+              description: The last good revision serves again; status.history names the failed one.
+  - interval: 1m
+    input_series:
+      # 100 req/min: 10 of them 5xx (10 %) on "fraud", none on "calm".
+      - series: 'mlmodel_runtime_requests_total{namespace="risk",model="fraud",revision="3",code="200"}'
+        values: '0+90x30'
+      - series: 'mlmodel_runtime_requests_total{namespace="risk",model="fraud",revision="3",code="500"}'
+        values: '0+10x30'
+      - series: 'mlmodel_runtime_requests_total{namespace="risk",model="calm",revision="1",code="200"}'
+        values: '0+100x30'
+      # Latency: every request of "fraud" in the 1-2.5 s bucket, "calm" under 0.1 s.
+      - series: 'mlmodel_runtime_request_duration_seconds_bucket{namespace="risk",model="fraud",le="0.1"}'
+        values: '0x30'
+      - series: 'mlmodel_runtime_request_duration_seconds_bucket{namespace="risk",model="fraud",le="2.5"}'
+        values: '0+100x30'
+      - series: 'mlmodel_runtime_request_duration_seconds_bucket{namespace="risk",model="fraud",le="+Inf"}'
+        values: '0+100x30'
+      - series: 'mlmodel_runtime_request_duration_seconds_bucket{namespace="risk",model="calm",le="0.1"}'
+        values: '0+100x30'
+      - series: 'mlmodel_runtime_request_duration_seconds_bucket{namespace="risk",model="calm",le="2.5"}'
+        values: '0+100x30'
+      - series: 'mlmodel_runtime_request_duration_seconds_bucket{namespace="risk",model="calm",le="+Inf"}'
+        values: '0+100x30'
+    alert_rule_test:
+      # rate() has two samples from minute 1; the alert is pending 5 minutes, then fires.
+      - {eval_time: 5m, alertname: MLModelRuntimeErrorRateHigh, exp_alerts: []}
+      - eval_time: 7m
+        alertname: MLModelRuntimeErrorRateHigh
+        exp_alerts:
+          - exp_labels: {severity: critical, namespace: risk, model: fraud}
+            exp_annotations:
+              summary: Model risk/fraud answers 10% of requests with 5xx
+              description: Above 0.05 for 5 minutes; check the runtime pods' logs and the model's revision.
+      - {eval_time: 10m, alertname: MLModelRuntimeLatencyHigh, exp_alerts: []}
+      - eval_time: 12m
+        alertname: MLModelRuntimeLatencyHigh
+        exp_alerts:
+          - exp_labels: {severity: warning, namespace: risk, model: fraud}
+            exp_annotations:
+              summary: Model risk/fraud p99 latency is 2.476s
+              description: "Above 0.5s for 10 minutes: more replicas, dynamic batching, or a bigger GPU pool."
+"""
+
+
+def _rules(render: Callable[..., list[dict[str, Any]]]) -> dict[str, Any]:
+    objs = render("prometheusRule.enabled=true")
+    rule = next(o for o in objs if o["kind"] == "PrometheusRule")
+    return {"groups": rule["spec"]["groups"]}
+
+
+def test_rules_pass_promtool_check(render: Callable[..., list[dict[str, Any]]], tmp_path: Path) -> None:
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(yaml.safe_dump(_rules(render)))
+    res = subprocess.run([str(PROMTOOL), "check", "rules", str(rules)], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stdout + res.stderr
+    names = {r["alert"] for g in _rules(render)["groups"] for r in g["rules"]}
+    assert {"MLModelNotReady", "MLModelStalled", "MLModelRolledBack", "MLModelRuntimeErrorRateHigh",
+            "MLModelRuntimeLatencyHigh"} <= names
+
+
+def test_alerts_fire_when_they_should(render: Callable[..., list[dict[str, Any]]], tmp_path: Path) -> None:
+    (tmp_path / "rules.yaml").write_text(yaml.safe_dump(_rules(render)))
+    (tmp_path / "tests.yaml").write_text(TESTS)
+    res = subprocess.run([str(PROMTOOL), "test", "rules", "tests.yaml"], capture_output=True, text=True,
+                         timeout=60, cwd=tmp_path)
+    assert res.returncode == 0, res.stdout + res.stderr
