@@ -142,6 +142,13 @@ class Batcher:
         """Requests waiting (not yet taken into a batch)."""
         return self._queue.qsize() + (self._carry is not None)
 
+    @property
+    def max_queue_size(self) -> int:
+        return self._max_queue
+
+    def full(self) -> bool:
+        return self._queue.qsize() >= self._max_queue
+
     def start(self) -> None:
         self._thread.start()
 

@@ -105,6 +105,15 @@ class ModelMetrics:
             child = self._requests[code] = self._families.requests.labels(*self._labels, str(code))
         child.inc()
 
+    def request_counts(self) -> dict[int, float]:
+        """Requests answered so far, by status code."""
+        labels = dict(zip(("model", "revision"), self._labels, strict=True))
+        registry = self._families.registry
+        return {
+            code: registry.get_sample_value(f"{PREFIX}_requests_total", {**labels, "code": str(code)}) or 0.0
+            for code in sorted(self._requests)
+        }
+
     def track_queue_depth(self, depth: Callable[[], float]) -> None:
         self._queue_depth.set_function(depth)
 

@@ -143,11 +143,13 @@ class DataPlane:
         model = self._require(name, version)
         batcher = self._batcher
         assert batcher is not None
+        if batcher.full():  # refuse before spending time on the body
+            raise self._busy(batcher)
         request = decode_request(body, header_length, model.signature)
         try:
             future = batcher.submit(request.inputs, request.outputs, request.rows)
-        except QueueFullError as exc:
-            raise QueueFull(f"model '{self.model_name}' is busy: {exc}; retry shortly") from None
+        except QueueFullError:
+            raise self._busy(batcher) from None
         outputs = await future
         return encode_response(
             self.model_name,
@@ -156,6 +158,11 @@ class DataPlane:
             request.outputs,
             [outputs[n] for n in request.outputs],
             request.binary,
+        )
+
+    def _busy(self, batcher: Batcher) -> QueueFull:
+        return QueueFull(
+            f"model '{self.model_name}' is busy: {batcher.max_queue_size} requests are queued already; retry shortly"
         )
 
     def _lookup(self, name: str, version: str | None) -> LoadedModel | None:

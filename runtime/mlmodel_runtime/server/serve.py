@@ -135,5 +135,6 @@ def serve(settings: ServeSettings) -> int:
     finally:
         if metrics_server is not None:
             metrics_server.shutdown()
-    log.info("stopped", extra={"exit_code": exit_code})
+    answered = {str(code): int(n) for code, n in metrics.request_counts().items()}
+    log.info("stopped", extra={"exit_code": exit_code, "requests_by_code": answered})
     return exit_code
