@@ -94,8 +94,10 @@ class Resync(_Section):
     """The periodic reconcile of every model (besides reacting to changes)."""
 
     interval_seconds: float = Field(default=60.0, gt=0)
-    # Delay before retrying a pass that hit a temporary error (object store unreachable).
-    retry_delay_seconds: float = Field(default=10.0, gt=0)
+    # Retrying a pass that hit a temporary error (object store unreachable): the first delay,
+    # doubled on each further attempt up to the maximum.
+    retry_delay_seconds: float = Field(default=5.0, gt=0)
+    retry_max_delay_seconds: float = Field(default=300.0, gt=0)
 
 
 class Startup(_Section):

@@ -12,7 +12,7 @@ from typing import Any
 
 import kopf
 
-from mlmodel_operator import names
+from mlmodel_operator import names, plan
 from mlmodel_operator.config import OperatorConfig
 from mlmodel_operator.reconcile import Outcome, Reconciler, RetryLater
 from mlmodel_operator.spec import GROUP, KIND, PLURAL, VERSION
@@ -37,6 +37,10 @@ def register(registry: kopf.OperatorRegistry, reconciler: Reconciler, config: Op
     """Register every handler of the operator on `registry`."""
     models: dict[str, Any] = {"group": GROUP, "version": VERSION, "plural": PLURAL, "registry": registry}
 
+    def backoff(error: RetryLater, attempt: int) -> kopf.TemporaryError:
+        delay = plan.retry_delay(attempt, config.resync.retry_delay_seconds, config.resync.retry_max_delay_seconds)
+        return kopf.TemporaryError(error.message, delay=delay)
+
     @kopf.on.login(registry=registry)
     def login(**kwargs: Any) -> Any:
         return kopf.login_via_client(**kwargs)
@@ -44,11 +48,11 @@ def register(registry: kopf.OperatorRegistry, reconciler: Reconciler, config: Op
     @kopf.on.create(**models, id="reconcile-on-create")
     @kopf.on.update(**models, id="reconcile-on-update")
     @kopf.on.resume(**models, id="reconcile-on-resume")
-    def on_change(namespace: str | None, name: str, **_: Any) -> None:
+    def on_change(namespace: str | None, name: str, retry: int, **_: Any) -> None:
         try:
             _checked(reconciler.reconcile(str(namespace), name))
-        except RetryLater as retry:
-            raise kopf.TemporaryError(retry.message, delay=retry.delay) from None
+        except RetryLater as error:
+            raise backoff(error, retry) from None
 
     @kopf.timer(**models, id="resync", interval=config.resync.interval_seconds,
                 initial_delay=config.resync.interval_seconds)
@@ -56,7 +60,7 @@ def register(registry: kopf.OperatorRegistry, reconciler: Reconciler, config: Op
         try:
             reconciler.reconcile(str(namespace), name, coalesce=True)
         except RetryLater as retry:
-            raise kopf.TemporaryError(retry.message, delay=retry.delay) from None
+            log.warning("%s (the next resync retries)", retry.message)
 
     @kopf.on.event("apps", "v1", "deployments", labels={names.LABEL_MANAGED_BY: names.MANAGED_BY},
                    registry=registry, id="runtime-changed")

@@ -98,3 +98,8 @@ def classify(live: Mapping[str, Any] | None, desired: Mapping[str, Any]) -> Acti
     if desired_replicas is not None and (live.get("spec") or {}).get("replicas") != desired_replicas:
         return Action.UPDATE
     return Action.UNCHANGED
+
+
+def retry_delay(attempt: int, first: float, maximum: float) -> float:
+    """Exponential backoff: `first` seconds for attempt 0, doubled each time, capped at `maximum`."""
+    return float(min(maximum, first * 2 ** min(attempt, 30)))

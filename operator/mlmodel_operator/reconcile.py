@@ -32,12 +32,11 @@ T = TypeVar("T")
 
 
 class RetryLater(Exception):
-    """A temporary problem (object store unreachable): retry the pass after `delay` seconds."""
+    """A temporary problem (object store unreachable): retry the pass later, with backoff."""
 
-    def __init__(self, message: str, delay: float) -> None:
+    def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
-        self.delay = delay
 
 
 @dataclass(frozen=True)
@@ -169,7 +168,7 @@ class Reconciler:
             ready = find(status.conditions, "Ready")
             log.info("%s: %s %s", model.key, ready.reason if ready else "?", ready.message if ready else "")
         if pending is not None:
-            raise RetryLater(f"{model.key}: {pending}", self.config.resync.retry_delay_seconds)
+            raise RetryLater(f"{model.key}: {pending}")
         ready_cond = find(status.conditions, "Ready")
         return Outcome(
             ready=bool(ready_cond and ready_cond.status == "True"),

@@ -80,8 +80,9 @@ def _terminating_models(kubectl: Kubectl) -> list[str]:
 
 
 @pytest.fixture
-def model_namespace(namespace: str, kubectl: Kubectl, operator: OperatorProcess) -> Iterator[str]:
-    """The test's namespace; its MLModels are deleted (and released by the operator) before it goes."""
+def model_namespace(namespace: str, kubectl: Kubectl, operator: OperatorProcess, bucket: str) -> Iterator[str]:
+    """The test's namespace; its MLModels are deleted (and released by the operator) before it goes,
+    and before the test's bucket goes (set up after it, so torn down before it)."""
     yield namespace
     kubectl.run("delete", "mlmodels", "--all", "-n", namespace, "--timeout=60s", check=False)
 

@@ -5,7 +5,15 @@ from __future__ import annotations
 
 import pytest
 from mlmodel_operator import names
-from mlmodel_operator.plan import Action, Refused, classify, decide_revision, resolve_format, resolve_pool
+from mlmodel_operator.plan import (
+    Action,
+    Refused,
+    classify,
+    decide_revision,
+    resolve_format,
+    resolve_pool,
+    retry_delay,
+)
 from mlmodel_operator.render import render_deployment, template_fingerprint
 from mlmodel_operator.spec import MLModelStatus
 
@@ -64,3 +72,8 @@ def test_classify_from_applied_hash() -> None:
     no_hash = {**desired, "metadata": {**desired["metadata"], "annotations": {}}}
     assert names.APPLIED_HASH_ANNOTATION not in no_hash["metadata"]["annotations"]
     assert classify(no_hash, desired) is Action.UPDATE
+
+
+def test_retry_delay_backs_off_exponentially_to_a_cap() -> None:
+    assert [retry_delay(n, 5, 300) for n in range(8)] == [5, 10, 20, 40, 80, 160, 300, 300]
+    assert retry_delay(10_000, 5, 300) == 300
