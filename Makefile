@@ -59,6 +59,7 @@ lint: venv ## ruff, mypy, import-linter contracts, hadolint
 crds: venv ## regenerate crds/ from the typed spec, and the chart's CRD copy and values schema
 	$(PY) -m mlmodel_operator.crdgen
 	$(PY) -m hack.chart
+	$(PY) -m hack.docs
 
 operator: cluster-up ## run the operator in the foreground against the local cluster
 	KUBECONFIG=.local/cluster/kubeconfig $(PY) -m mlmodel_operator --config .local/operator/config.yaml

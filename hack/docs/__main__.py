@@ -1,0 +1,3 @@
+from hack.docs import main
+
+main()
