@@ -9,7 +9,7 @@ from fastapi import FastAPI
 from mlmodel_runtime.server.dataplane import SERVER_NAME, DataPlane
 from mlmodel_runtime.server.endpoints import Endpoints, InferEndpoint, InferFastPath, json_response
 from mlmodel_runtime.settings import ServeSettings
-from prometheus_client import CollectorRegistry, make_asgi_app
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
@@ -60,7 +60,12 @@ def create_app(
     # the hot path skips FastAPI's middleware stack and the router (see endpoints.py)
     app.add_middleware(InferFastPath, endpoint=infer)
     if registry is not None and settings.metrics_port == 0:
-        app.mount("/metrics", make_asgi_app(registry))
+        exposition = registry
+
+        async def metrics(request: Request) -> Response:
+            return Response(generate_latest(exposition), media_type=CONTENT_TYPE_LATEST)
+
+        app.router.add_route("/metrics", metrics, methods=["GET"], include_in_schema=False)
 
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
