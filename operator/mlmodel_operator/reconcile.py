@@ -229,17 +229,18 @@ class Reconciler:
         revision = plan.decide_revision(template_fingerprint(draft), live, model.status)
         inp = RenderInput(model=model, config=self.config, package=package, pool=pool, revision=revision)
         applied: list[str] = []
-        service = render_service(inp)
-        live_service = self.kube.get_service(model.metadata.namespace, model.metadata.name)
-        if plan.classify(live_service, service) is not plan.Action.UNCHANGED:
-            self.kube.apply(service)
-            applied.append("Service")
+        # The Deployment first: its pods take longest, the Service only routes to them.
         deployment = render_deployment(inp)
         action = plan.classify(live, deployment)
         if action is not plan.Action.UNCHANGED:
             live = self.kube.apply(deployment)
             applied.append("Deployment")
             log.info("%s: %s Deployment at revision %d", model.key, action.value, revision)
+        service = render_service(inp)
+        live_service = self.kube.get_service(model.metadata.namespace, model.metadata.name)
+        if plan.classify(live_service, service) is not plan.Action.UNCHANGED:
+            self.kube.apply(service)
+            applied.append("Service")
         return revision, live, applied
 
     @staticmethod
