@@ -64,8 +64,8 @@ crds: venv ## regenerate crds/ from the typed spec, and the chart's CRD copy and
 operator: cluster-up ## run the operator in the foreground against the local cluster
 	KUBECONFIG=.local/cluster/kubeconfig $(PY) -m mlmodel_operator --config .local/operator/config.yaml
 
-demo: venv binaries ## the main job: local cluster + object store, shown working
-	@hack/demo.sh
+demo: venv binaries ## the main job: cluster, package, operator, MLModel, prediction, rollback
+	@$(PY) -m hack.demo
 
 bench: venv binaries ## benchmarks (long; prints figures, not part of make test)
 	@bench/run.sh

@@ -7,6 +7,7 @@ a lost state file) is stopped first. `down()` stops every process it started, by
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import yaml
@@ -62,12 +63,15 @@ def up(components: tuple[str, ...] = COMPONENTS, layout: Layout | None = None) -
         return status(layout)
 
 
+ATTEMPTS = 3
+
+
 def _start_missing(components: tuple[str, ...], layout: Layout, now: Status) -> None:
     if "objectstore" in components and not now.objectstore:
         _clean(layout, "objectstore")
         t = time.monotonic()
         _log("starting the object store (SeaweedFS S3 gateway)")
-        started, state = ObjectStore(layout).start()
+        started, state = _attempts("object store", ObjectStore(layout).start)
         procs.save(layout.objectstore_state, started, state)
         _log(f"object store ready at {state['endpoint']} in {time.monotonic() - t:.1f}s")
     if "cluster" in components and not now.cluster:
@@ -76,9 +80,31 @@ def _start_missing(components: tuple[str, ...], layout: Layout, now: Status) -> 
         _clean(layout, "cluster")
         t = time.monotonic()
         _log("starting etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok")
-        started, state = ControlPlane(layout, binaries).start()
+        plane = ControlPlane(layout, binaries)
+
+        def start() -> tuple[list[procs.Proc], dict[str, object]]:
+            _clean(layout, "cluster")  # an earlier attempt's data
+            return plane.start()
+
+        started, state = _attempts("cluster", start)
         procs.save(layout.cluster_state, started, state)
         _log(f"cluster ready at {state['server']} in {time.monotonic() - t:.1f}s (all nodes Ready)")
+
+
+def _attempts(
+    what: str, start: Callable[[], tuple[list[procs.Proc], dict[str, object]]]
+) -> tuple[list[procs.Proc], dict[str, object]]:
+    """Ports are chosen free, but another process can take one before the daemon binds it: a start that
+    fails (having stopped what it started) is tried again on other ports."""
+    for attempt in range(1, ATTEMPTS + 1):
+        try:
+            return start()
+        except ClusterError as exc:
+            if attempt == ATTEMPTS:
+                raise
+            _log(f"the {what} did not start (attempt {attempt} of {ATTEMPTS}), trying other ports: "
+                 f"{str(exc).splitlines()[0]}")
+    raise AssertionError("unreachable")
 
 
 def down(components: tuple[str, ...] = COMPONENTS, layout: Layout | None = None) -> None:

@@ -51,7 +51,8 @@ def start(name: str, argv: list[str], log: Path, env: dict[str, str] | None = No
     """Spawn a daemon with its output in `log`, in a session of its own (Ctrl-C in the terminal does not
     reach it; cluster-down does). posix_spawn, not Popen: the process outlives this Python process."""
     log.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    # A fresh log per start, so its tail in an error message is about this attempt.
+    fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
         pid = os.posix_spawn(
             argv[0],
