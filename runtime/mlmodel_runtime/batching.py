@@ -33,6 +33,10 @@ Predict = Callable[[Mapping[str, Array], Sequence[str]], dict[str, Array]]
 
 log = logging.getLogger(__name__)
 
+# While more requests wait, finished ones are handed back together (one wake-up of the event loop
+# for several), but none is held longer than this.
+_HOLD_RESULTS_S = 0.001
+
 
 class QueueFullError(Exception):
     """The queue holds max_queue_size requests already."""
@@ -175,14 +179,22 @@ class Batcher:
     # ---- worker thread
 
     def _run(self) -> None:
+        done: list[tuple[Job, dict[str, Array] | BaseException]] = []
+        held_since = 0.0
         while not self._stopped:
+            if done and (self._queue.empty() or time.perf_counter() - held_since > _HOLD_RESULTS_S):
+                _deliver(done)
+                done = []
             first = self._take(timeout=None)
             if first is None:
-                return
+                break
             jobs = [first]
             if self._batching and first.key is not None and first.rows < self._max_rows:
                 self._gather(first, jobs)
-            self._execute(jobs)
+            if not done:
+                held_since = time.perf_counter()
+            done.extend(self._execute(jobs))
+        _deliver(done)
 
     def _take(self, timeout: float | None) -> Job | None:
         """The next job: wait up to `timeout` (None: forever, 0: not at all); None when none or stopping."""
@@ -212,7 +224,7 @@ class Batcher:
             jobs.append(job)
             rows += job.rows
 
-    def _execute(self, jobs: list[Job]) -> None:
+    def _execute(self, jobs: list[Job]) -> list[tuple[Job, dict[str, Array] | BaseException]]:
         started = time.perf_counter()
         for job in jobs:
             self._metrics.queue_duration.observe(started - job.enqueued)
@@ -232,9 +244,7 @@ class Batcher:
             results = [exc] * len(jobs)
         self._metrics.inference_duration.observe(time.perf_counter() - started)
         self._metrics.batch_size.observe(sum(job.rows for job in jobs))
-        for job, result in zip(jobs, results, strict=True):
-            with contextlib.suppress(RuntimeError):  # a closed event loop: nobody waits any more
-                job.loop.call_soon_threadsafe(_resolve, job.future, result)
+        return list(zip(jobs, results, strict=True))
 
     def _alone(self, job: Job) -> dict[str, Array] | BaseException:
         try:
@@ -243,10 +253,21 @@ class Batcher:
             return exc
 
 
-def _resolve(future: asyncio.Future[dict[str, Array]], result: dict[str, Array] | BaseException) -> None:
-    if future.done():  # the client went away
+def _deliver(done: list[tuple[Job, dict[str, Array] | BaseException]]) -> None:
+    """Hand finished jobs back to their event loop: one wake-up for all of them."""
+    if not done:
         return
-    if isinstance(result, BaseException):
-        future.set_exception(result)
-    else:
-        future.set_result(result)
+    loop = done[0][0].loop  # one loop per server process
+    with contextlib.suppress(RuntimeError):  # a closed event loop: nobody waits any more
+        loop.call_soon_threadsafe(_resolve_all, done)
+
+
+def _resolve_all(done: list[tuple[Job, dict[str, Array] | BaseException]]) -> None:
+    for job, result in done:
+        future = job.future
+        if future.done():  # the client went away
+            continue
+        if isinstance(result, BaseException):
+            future.set_exception(result)
+        else:
+            future.set_result(result)

@@ -79,10 +79,18 @@ class DataPlane:
         log.info("model ready", extra={"batching": batcher.batching, "max_batch_size": max_batch_size})
 
     def load_in_background(
-        self, loader: Callable[[], LoadedModel], on_failure: Callable[[BaseException], None]
+        self,
+        loader: Callable[[], LoadedModel],
+        on_failure: Callable[[BaseException], None],
+        on_ready: Callable[[], None] | None = None,
     ) -> threading.Thread:
-        """Run `loader` in a thread; attach its model on this loop, or report its failure."""
+        """Run `loader` in a thread; attach its model on this loop (then call `on_ready`), or report its failure."""
         loop = asyncio.get_running_loop()
+
+        def attach(model: LoadedModel) -> None:
+            self.attach(model)
+            if on_ready is not None:
+                on_ready()
 
         def run() -> None:
             try:
@@ -91,7 +99,7 @@ class DataPlane:
                 self.failure = exc
                 loop.call_soon_threadsafe(on_failure, exc)
                 return
-            loop.call_soon_threadsafe(self.attach, model)
+            loop.call_soon_threadsafe(attach, model)
 
         thread = threading.Thread(target=run, name="model-loader", daemon=True)
         thread.start()

@@ -12,6 +12,7 @@ the process exits 0.
 
 from __future__ import annotations
 
+import gc
 import logging
 import signal
 import time
@@ -80,6 +81,18 @@ def model_loader(settings: ServeSettings, metrics_start: float) -> Callable[[], 
     return load
 
 
+def freeze_heap() -> None:
+    """Keep the garbage collector off the objects that live as long as the process.
+
+    After imports and model loading the heap holds 10^5-10^6 long-lived objects; a full
+    collection walks all of them (25 ms with onnxruntime, far more with torch) and, as it comes
+    every so often under load, it shows up directly in p99 latency. Frozen objects are never
+    scanned again; what requests allocate is collected as usual.
+    """
+    gc.collect()
+    gc.freeze()
+
+
 def serve(settings: ServeSettings) -> int:
     """Serve until SIGTERM; returns the process exit code."""
     started = time.monotonic()
@@ -104,7 +117,7 @@ def serve(settings: ServeSettings) -> int:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        data_plane.load_in_background(model_loader(settings, started), failed)
+        data_plane.load_in_background(model_loader(settings, started), failed, freeze_heap)
         yield
         data_plane.stop()
 
