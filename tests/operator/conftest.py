@@ -1,10 +1,15 @@
 """Fixtures for the operator's integration tests: the CRD installed, one real operator process per test
 module (`python -m mlmodel_operator --config ...` against the local cluster and the test object store,
-short resync), a credentials Secret per namespace and packages uploaded to a fresh bucket."""
+short resync), a namespace per test that only this session's operators serve, a credentials Secret in it
+and packages uploaded to a fresh bucket.
+
+The operators serve only namespaces named `<SESSION_PREFIX>-*`: MLModels that other tests (or other
+people) keep in the same cluster are never touched, and nothing of theirs is counted as ours."""
 
 from __future__ import annotations
 
 import os
+import secrets
 import socket
 import subprocess
 import sys
@@ -23,6 +28,7 @@ from tests.support.waiting import wait_for
 REPO = Path(__file__).resolve().parents[2]
 CRD = REPO / "crds" / "serving.mlmodel.io_mlmodels.yaml"
 RESYNC_SECONDS = 2.0
+SESSION_PREFIX = f"mlop-{secrets.token_hex(3)}"
 
 
 def _free_port() -> int:
@@ -59,7 +65,8 @@ def operator(
     env["KUBECONFIG"] = str(kubeconfig)
     with open(log_file, "wb") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "mlmodel_operator", "--config", str(config_file)],
+            [sys.executable, "-m", "mlmodel_operator", "--config", str(config_file),
+             "--namespace", f"{SESSION_PREFIX}-*"],
             cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
         )
     running = OperatorProcess(proc, log_file, metrics_port, health_port)
@@ -76,15 +83,23 @@ def operator(
 def _terminating_models(kubectl: Kubectl) -> list[str]:
     items = kubectl.json("get", "mlmodels", "--all-namespaces")["items"]
     return [f"{m['metadata']['namespace']}/{m['metadata']['name']}" for m in items
-            if m["metadata"].get("deletionTimestamp")]
+            if m["metadata"].get("deletionTimestamp") and m["metadata"]["namespace"].startswith(SESSION_PREFIX)]
 
 
 @pytest.fixture
-def model_namespace(namespace: str, kubectl: Kubectl, operator: OperatorProcess, bucket: str) -> Iterator[str]:
-    """The test's namespace; its MLModels are deleted (and released by the operator) before it goes,
-    and before the test's bucket goes (set up after it, so torn down before it)."""
-    yield namespace
-    kubectl.run("delete", "mlmodels", "--all", "-n", namespace, "--timeout=60s", check=False)
+def model_namespace(
+    request: pytest.FixtureRequest, kubectl: Kubectl, operator: OperatorProcess, bucket: str
+) -> Iterator[str]:
+    """A fresh namespace served by the module's operator. Its MLModels are deleted (and released by the
+    operator) before the namespace goes, and before the test's bucket goes (set up after it)."""
+    stem = "".join(ch if ch.isalnum() else "-" for ch in request.node.name.lower())[:40].strip("-")
+    name = f"{SESSION_PREFIX}-{stem}-{secrets.token_hex(2)}"
+    kubectl.run("create", "namespace", name)
+    wait_for(lambda: kubectl.run("get", "serviceaccount", "default", "-n", name, check=False).returncode == 0,
+             30, f"the default ServiceAccount of {name}")
+    yield name
+    kubectl.run("delete", "mlmodels", "--all", "-n", name, "--timeout=60s", check=False)
+    kubectl.run("delete", "namespace", name, "--wait=false", check=False)
 
 
 @pytest.fixture

@@ -1,8 +1,10 @@
 """The API server refuses invalid MLModels at admission (OpenAPI bounds and CEL rules from the generated
-CRD), with messages that name the field: `kubectl apply` fails and nothing is stored."""
+CRD), with messages that name the field: `kubectl apply` fails and nothing is stored. The samples in
+crds/samples/ are admitted."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -55,3 +57,11 @@ def test_valid_spec_gets_defaults(crd: None, kubectl: Kubectl, namespace: str) -
     assert spec["rollout"] == {"strategy": "Surge", "progressDeadlineSeconds": 600, "autoRollback": True}
     assert spec["revisionHistoryLimit"] == 10
     assert spec["resources"] == {"gpu": 0}
+
+
+SAMPLES = Path(__file__).resolve().parents[2] / "crds" / "samples"
+
+
+@pytest.mark.parametrize("sample", sorted(p.name for p in SAMPLES.glob("*.yaml")))
+def test_samples_are_admitted(sample: str, crd: None, kubectl: Kubectl, namespace: str) -> None:
+    kubectl.run("apply", "--dry-run=server", "-n", namespace, "-f", str(SAMPLES / sample))

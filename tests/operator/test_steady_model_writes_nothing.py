@@ -1,7 +1,9 @@
 """A steady model causes no writes: over a minute of resyncs (every 2 s) the API server counts no PATCH,
-UPDATE, APPLY or POST to mlmodels, deployments or services (its apiserver_request_total metric, which has
-no namespace label: other clients writing to the same cluster meanwhile would show up here too), the
-MLModel, Deployment and Service keep their resourceVersion, and the operator counts no writes of its own."""
+UPDATE, APPLY or POST to mlmodels (and their status), deployments or services (its apiserver_request_total
+metric; deployments/status is left out, the Deployment controller writes it for every Deployment in the
+cluster; the metric has no namespace label, so another client applying Deployments to the same cluster
+meanwhile would show up too), the MLModel, Deployment and Service keep their resourceVersion, and the
+operator counts no writes of its own."""
 
 from __future__ import annotations
 
@@ -28,8 +30,9 @@ def _writes(kubectl: Kubectl) -> dict[tuple[str, str, str], float]:
             continue
         for sample in family.samples:
             labels = sample.labels
+            ours = labels.get("resource") == "mlmodels" or labels.get("subresource", "") == ""
             if (sample.name == "apiserver_request_total" and labels.get("verb") in WRITE_VERBS
-                    and labels.get("resource") in RESOURCES):
+                    and labels.get("resource") in RESOURCES and ours):
                 key = (labels["resource"], labels.get("subresource", ""), labels["verb"])
                 counts[key] = counts.get(key, 0) + sample.value
     return counts
