@@ -1,9 +1,12 @@
 """Operator configuration: the file `make cluster-up` writes loads; the environment overrides it;
 inconsistent files (duplicate or several default pools, pickle formats without allowPickle, formats
-without an image, bad YAML) are refused with a message that says what is wrong."""
+without an image, bad YAML) are refused with a message that says what is wrong, and the operator does
+not start with one (exit status 2)."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -83,3 +86,12 @@ def test_unreadable_files_say_why(tmp_path: Path) -> None:
     listed.write_text("- a\n")
     with pytest.raises(ConfigError, match="expected a mapping"):
         load_config(listed)
+
+
+def test_operator_refuses_to_start_with_a_bad_config(tmp_path: Path) -> None:
+    bad = _write(tmp_path, {**LOCAL_CONFIG, "nodePools": [{"name": "a", "default": True},
+                                                          {"name": "b", "default": True}]})
+    result = subprocess.run([sys.executable, "-m", "mlmodel_operator", "--config", str(bad)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert "at most one default pool" in result.stderr
