@@ -197,6 +197,13 @@ def test_binary_lengths_that_lie_are_refused() -> None:
     )
 
 
+def test_a_huge_declared_bytes_shape_is_refused_before_allocating() -> None:
+    signature = Signature((TensorSpec("s", "BYTES", (-1,)),), (TensorSpec("t", "BYTES", (-1,)),))
+    header = {"inputs": [{"name": "s", "shape": [10**15], "datatype": "BYTES", "parameters": {"binary_data_size": 8}}]}
+    raw, length = binary_body(header, b"\0" * 8)
+    assert "8 bytes cannot hold 1000000000000000 BYTES elements" in _bad(raw, signature, length)
+
+
 def test_bool_bytes_other_than_0_or_1_are_refused() -> None:
     signature = Signature((TensorSpec("b", "BOOL", (2,)),), (TensorSpec("y", "BOOL", (2,)),))
     header = {"inputs": [{"name": "b", "shape": [2], "datatype": "BOOL", "parameters": {"binary_data_size": 2}}]}

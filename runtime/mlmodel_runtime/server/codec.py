@@ -255,6 +255,8 @@ def from_binary(raw: memoryview, spec: TensorSpec, shape: tuple[int, ...]) -> Ar
 
 
 def _bytes_elements(raw: memoryview, count: int, name: str) -> Array:
+    if count * 4 > len(raw):  # every element has a 4-byte length; also keeps a lying shape from allocating
+        raise InvalidInput(f"input '{name}': {len(raw)} bytes cannot hold {count} BYTES elements")
     out: Array = np.empty(count, dtype=np.object_)
     offset, end = 0, len(raw)
     for i in range(count):

@@ -37,6 +37,9 @@ class QueueFull(ServingError):
 class PayloadTooLarge(ServingError):
     """The request body is over the configured limit."""
 
+    # the rest of the body may still be on its way: do not read it only to throw it away
+    headers = {"Connection": "close"}
+
 
 class UnsupportedEncoding(ServingError):
     """A Content-Encoding the server does not decode."""
