@@ -78,7 +78,9 @@ def main(argv: list[str] | None = None) -> int:
         start_http_server(config.metrics_port, registry=metrics.registry)
     api_client = connect(args.kubeconfig)
     kube = KubeApi(api_client, config.field_manager, metrics)
-    reconciler = Reconciler(config, kube, PackageValidator(config), metrics)
+    packages = PackageValidator(config)
+    metrics.watch_digest_cache(lambda: (packages.cache.hits, packages.cache.misses))
+    reconciler = Reconciler(config, kube, packages, metrics)
     registry = kopf.OperatorRegistry()
     register(registry, reconciler, config)
 

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+
 from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
 
 
 class OperatorMetrics:
@@ -34,3 +38,23 @@ class OperatorMetrics:
             ["result"],
             registry=registry,
         )
+
+    def watch_digest_cache(self, counts: Callable[[], tuple[int, int]]) -> None:
+        """Export the package digest cache's (hits, misses), read at scrape time."""
+        self.registry.register(_DigestCacheCollector(counts))
+
+
+class _DigestCacheCollector(Collector):
+    def __init__(self, counts: Callable[[], tuple[int, int]]) -> None:
+        self._counts = counts
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        hits, misses = self._counts()
+        family = CounterMetricFamily(
+            "mlmodel_operator_digest_cache_lookups",
+            "File digest lookups by result: a hit skips hashing the file (its ETag and size are unchanged).",
+            labels=["result"],
+        )
+        family.add_metric(["hit"], hits)
+        family.add_metric(["miss"], misses)
+        yield family
