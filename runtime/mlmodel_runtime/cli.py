@@ -1,4 +1,4 @@
-"""`mlmodel`: pack, verify and push model packages (typer + rich).
+"""`mlmodel`: pack, verify and push model packages; show and roll back an MLModel's revisions (typer + rich).
 
 Every command takes `--output json` for scripts (one JSON object on stdout, also on failure)
 and exits with the contract's codes: 0 ok, 2 usage, 10-16 the package failure reasons.
@@ -40,7 +40,7 @@ API_VERSION = "serving.mlmodel.io/v1alpha1"
 
 app = typer.Typer(
     name="mlmodel",
-    help="Pack, verify and push model packages for the MLModel operator.",
+    help="Pack, verify and push model packages, and manage an MLModel's revisions.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -307,11 +307,112 @@ def _progress(output: Output, total: int | None, label: str) -> Iterator[Callabl
 
 
 # ---------------------------------------------------------------------------------------------
-# Room for the revision commands that arrive with the operator's revision history:
-#   mlmodel history NAME [-n NAMESPACE]              list status.history (revision, uri, digest, outcome)
-#   mlmodel rollback NAME --to-revision N [-n NS]    ask the operator to serve revision N again
-# They are deliberately not implemented yet.
+# Revisions: what the operator recorded in status.history, and asking it to serve an earlier one.
 # ---------------------------------------------------------------------------------------------
+
+NamespaceOpt = Annotated[
+    str | None,
+    typer.Option("--namespace", "-n", help="default: the kubeconfig context's namespace", show_default=False),
+]
+KubeconfigOpt = Annotated[
+    str | None, typer.Option("--kubeconfig", help="default: KUBECONFIG or ~/.kube/config", show_default=False)
+]
+OUTCOME_STYLE = {"Serving": "green", "Superseded": "dim", "Failed": "red", "RolledBack": "yellow"}
+
+
+@contextmanager
+def _cluster_failures(output: Output) -> Iterator[None]:
+    from mlmodel_runtime.cluster import ClusterError
+
+    try:
+        yield
+    except ClusterError as exc:
+        _fail(output, exc.reason, exc.message, EXIT_USAGE if exc.reason == "RevisionNotInHistory" else 1)
+
+
+def _history(model: dict[str, Any]) -> list[dict[str, Any]]:
+    return list((model.get("status") or {}).get("history") or [])
+
+
+@app.command("history")
+def history_command(
+    name: Annotated[str, typer.Argument(help="the MLModel")],
+    namespace: NamespaceOpt = None,
+    kubeconfig: KubeconfigOpt = None,
+    output: OutputOpt = Output.TEXT,
+) -> None:
+    """Show an MLModel's revisions (status.history): which serves, which failed and why."""
+    from rich.table import Table
+
+    from mlmodel_runtime.cluster import Models
+
+    with _cluster_failures(output):
+        models = Models(kubeconfig)
+        ns = namespace or models.default_namespace
+        model = models.get(ns, name)
+    status = model.get("status") or {}
+    history = _history(model)
+    if output is Output.JSON:
+        _emit_json({"ok": True, "name": name, "namespace": ns, "revision": status.get("revision"),
+                    "desiredRevision": status.get("desiredRevision"), "history": history})
+        return
+    table = Table(title=f"MLModel {ns}/{name}", title_justify="left")
+    for column in ("REVISION", "OUTCOME", "CREATED", "DIGEST", "URI", "REASON"):
+        table.add_column(column)
+    for entry in history:
+        outcome = str(entry.get("outcome", ""))
+        serving = " *" if entry.get("revision") == status.get("revision") else ""
+        table.add_row(
+            f"{entry.get('revision')}{serving}",
+            f"[{OUTCOME_STYLE.get(outcome, 'white')}]{outcome}[/]",
+            str(entry.get("createdAt", "")),
+            str(entry.get("digest", "")).removeprefix("sha256:")[:12],
+            str(entry.get("uri", "")),
+            ": ".join(str(x) for x in (entry.get("reason"), entry.get("message")) if x),
+        )
+    out.print(table)
+    if not history:
+        err.print("no revisions recorded yet (the operator has not served this model)")
+    else:
+        err.print(f"* serving: revision {status.get('revision')}; desired: revision {status.get('desiredRevision')}")
+
+
+@app.command("rollback")
+def rollback_command(
+    name: Annotated[str, typer.Argument(help="the MLModel")],
+    to_revision: Annotated[
+        int | None, typer.Option("--to-revision", min=1, help="serve this revision from status.history")
+    ] = None,
+    clear: Annotated[bool, typer.Option("--clear", help="follow spec.source again (remove spec.rollbackTo)")] = False,
+    namespace: NamespaceOpt = None,
+    kubeconfig: KubeconfigOpt = None,
+    output: OutputOpt = Output.TEXT,
+) -> None:
+    """Pin an earlier revision (spec.rollbackTo) until cleared; the operator serves it without re-validating.
+    Changes nothing but the MLModel's spec.rollbackTo; with GitOps, make the same change in Git."""
+    from mlmodel_runtime.cluster import ClusterError, Models
+
+    if (to_revision is None) == (not clear):
+        _fail(output, "UsageError", "give --to-revision N or --clear", EXIT_USAGE)
+    with _cluster_failures(output):
+        models = Models(kubeconfig)
+        ns = namespace or models.default_namespace
+        model = models.get(ns, name)
+        kept = [int(e["revision"]) for e in _history(model) if "revision" in e]
+        if to_revision is not None and to_revision not in kept:
+            raise ClusterError(
+                "RevisionNotInHistory",
+                f"revision {to_revision} is not in the history of {ns}/{name} "
+                f"(kept: {', '.join(map(str, kept)) or 'none'}; see `mlmodel history {name}`)",
+            )
+        models.set_rollback(ns, name, None if clear else to_revision)
+    if output is Output.JSON:
+        _emit_json({"ok": True, "name": name, "namespace": ns, "rollbackTo": to_revision})
+    elif clear:
+        out.print(f"{ns}/{name}: spec.rollbackTo removed; the operator follows spec.source again")
+    else:
+        out.print(f"{ns}/{name}: spec.rollbackTo = revision {to_revision}; follow it with "
+                  f"`kubectl get mlm {name} -n {ns} -w`, undo with `mlmodel rollback {name} --clear`")
 
 
 def main() -> None:
