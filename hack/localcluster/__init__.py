@@ -19,7 +19,7 @@ from .objectstore import ObjectStore
 from .procs import ClusterError
 from .tools import control_plane_binaries, link_tools
 
-__all__ = ["ClusterError", "Layout", "Status", "down", "status", "up"]
+__all__ = ["ClusterError", "Layout", "Status", "down", "local_operator_config", "status", "up"]
 
 COMPONENTS = ("cluster", "objectstore")
 
@@ -137,11 +137,10 @@ def _clean(layout: Layout, component: str) -> None:
         shutil.rmtree(layout.cluster / "etcd", ignore_errors=True)
 
 
-def _write_operator_config(layout: Layout) -> None:
-    """The operator's configuration for this cluster: its node pools and this object store."""
-    env = read_env_file(layout.objectstore_env)
+def local_operator_config(endpoint: str, region: str) -> dict[str, object]:
+    """The operator's configuration for the local cluster: its node pools and the given object store."""
     image = "ghcr.io/mlmodel-operator/runtime:0.1.0"
-    config = {
+    return {
         "nodePools": [
             {
                 "name": "gpu-a100",
@@ -156,9 +155,14 @@ def _write_operator_config(layout: Layout) -> None:
         "defaultResources": {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"memory": "2Gi"}},
         "allowedFormats": ["onnx", "torchscript", "torch-export"],
         "allowPickle": False,
-        "objectStore": {"endpoint": env["AWS_ENDPOINT_URL"], "region": env["AWS_REGION"]},
+        "objectStore": {"endpoint": endpoint, "region": region},
         "watch": {"namespaces": []},
     }
+
+
+def _write_operator_config(layout: Layout) -> None:
+    env = read_env_file(layout.objectstore_env)
+    config = local_operator_config(env["AWS_ENDPOINT_URL"], env["AWS_REGION"])
     layout.operator_config.parent.mkdir(parents=True, exist_ok=True)
     layout.operator_config.write_text(
         f"# Written by `make cluster-up` for the local cluster ({len(GPU_NODES)} GPU nodes).\n"
