@@ -21,6 +21,7 @@ from prometheus_client import CollectorRegistry, start_http_server
 from mlmodel_operator.adapters import KubeApi, PackageValidator, connect
 from mlmodel_operator.adapters.lease import LeaseElector
 from mlmodel_operator.config import ConfigError, OperatorConfig, load_config
+from mlmodel_operator.faults import FaultInjector
 from mlmodel_operator.handlers import register
 from mlmodel_operator.metrics import OperatorMetrics
 from mlmodel_operator.reconcile import Reconciler
@@ -73,14 +74,20 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     namespaces = args.namespace or config.watch.namespaces
 
+    try:
+        faults = FaultInjector.from_env()
+    except ValueError as exc:
+        print(f"mlmodel-operator: {exc}", file=sys.stderr)
+        return 2
+
     metrics = OperatorMetrics(CollectorRegistry())
     if config.metrics_port:
         start_http_server(config.metrics_port, registry=metrics.registry)
     api_client = connect(args.kubeconfig)
     kube = KubeApi(api_client, config.field_manager, metrics)
-    packages = PackageValidator(config)
+    packages = PackageValidator(config, faults=faults)
     metrics.watch_digest_cache(lambda: (packages.cache.hits, packages.cache.misses))
-    reconciler = Reconciler(config, kube, packages, metrics)
+    reconciler = Reconciler(config, kube, packages, metrics, faults=faults)
     registry = kopf.OperatorRegistry()
     register(registry, reconciler, config)
 
@@ -96,9 +103,11 @@ def main(argv: list[str] | None = None) -> int:
             renew_deadline=le.renew_deadline_seconds,
             retry_period=le.retry_period_seconds,
         )
+        metrics.leader.set(0)
         with standby_health(config.health_port):
             elector.acquire()
         elector.keep(on_lost=lambda: os._exit(EXIT_LOST_LEASE))
+    metrics.leader.set(1)  # the Lease is held, or there is no election
 
     log.info("serving MLModels in %s", ", ".join(namespaces) if namespaces else "all namespaces")
     try:

@@ -113,6 +113,30 @@ class Startup(_Section):
     period_seconds: int = Field(default=5, ge=1, le=60)
 
 
+class FailureDetection(_Section):
+    """When a revision being rolled out has failed, as early as the evidence allows (it is then rolled back
+    when spec.rollout.autoRollback is on). The Deployment's progress deadline applies besides these."""
+
+    crash_loop_restarts: int = Field(
+        default=3, ge=1, description="Restarts of a runtime container of the new revision that make a crash loop."
+    )
+    never_ready_seconds: float = Field(
+        default=120.0, gt=0, description="Running, started (model loaded) but not ready for this long: NeverReady."
+    )
+    unschedulable_seconds: float = Field(
+        default=180.0, gt=0, description="A pod of the new revision that cannot be scheduled for this long."
+    )
+    startup_grace_seconds: float = Field(
+        default=30.0, ge=0, description="Beyond the startup probe's budget, before a container that has not started."
+    )
+    stuck_seconds: float = Field(
+        default=180.0, gt=0, description="Image pull or container configuration errors for this long."
+    )
+    check_interval_seconds: float = Field(
+        default=5.0, gt=0, description="How often a model is checked while one of its revisions rolls out."
+    )
+
+
 class Runtime(_Section):
     """Settings of the runtime pods that are not per model."""
 
@@ -164,6 +188,7 @@ class OperatorConfig(BaseSettings):
     resync: Resync = Field(default_factory=Resync)
     startup: Startup = Field(default_factory=Startup)
     runtime: Runtime = Field(default_factory=Runtime)
+    failure_detection: FailureDetection = Field(default_factory=FailureDetection)
     leader_election: LeaderElection = Field(default_factory=LeaderElection)
     cluster_domain: str = "cluster.local"
     field_manager: str = "mlmodel-operator"

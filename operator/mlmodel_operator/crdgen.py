@@ -94,6 +94,16 @@ def structural(schema: dict[str, Any]) -> dict[str, Any]:
     return walk(schema)  # type: ignore[no-any-return]
 
 
+def without_validations(schema: Any) -> Any:
+    """The schema without CEL rules: status repeats spec types (history), but only the operator writes it,
+    from specs that passed admission, and the rules would cost CEL budget on every status write."""
+    if isinstance(schema, list):
+        return [without_validations(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    return {k: without_validations(v) for k, v in schema.items() if k != "x-kubernetes-validations"}
+
+
 def missing_descriptions(schema: dict[str, Any], path: str = "") -> list[str]:
     """Paths of properties without a description (kubectl explain would show nothing for them)."""
     found: list[str] = []
@@ -112,7 +122,7 @@ def missing_descriptions(schema: dict[str, Any], path: str = "") -> list[str]:
 def openapi_schema() -> dict[str, Any]:
     """The whole object's schema: apiVersion, kind, metadata, spec and status."""
     spec = structural(MLModelSpec.model_json_schema(by_alias=True, mode="validation"))
-    status = structural(MLModelStatus.model_json_schema(by_alias=True, mode="serialization"))
+    status = without_validations(structural(MLModelStatus.model_json_schema(by_alias=True, mode="serialization")))
     spec["description"] = (
         "The desired state: which package to serve, in which format, on which node pool, with how "
         "many replicas and how to roll out a new revision."

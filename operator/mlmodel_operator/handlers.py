@@ -1,7 +1,9 @@
 """kopf handlers: a few lines each, all delegating to the same Reconciler.reconcile.
 
 create / update / resume and the resync timer run the pass for the MLModel; a change to a runtime
-Deployment (rollout progress, pods becoming available) runs it for the owning MLModel.
+Deployment (rollout progress, pods becoming available) runs it for the owning MLModel. While a revision
+rolls out (status.rollout is set) a faster timer looks at its pods, so that a crash loop or a pod that
+never becomes ready is seen within seconds (pod changes alone do not change the Deployment).
 """
 
 from __future__ import annotations
@@ -61,6 +63,19 @@ def register(registry: kopf.OperatorRegistry, reconciler: Reconciler, config: Op
             reconciler.reconcile(str(namespace), name, coalesce=True)
         except RetryLater as retry:
             log.warning("%s (the next resync retries)", retry.message)
+
+    @kopf.timer(**models, id="rollout-check", interval=config.failure_detection.check_interval_seconds,
+                initial_delay=config.failure_detection.check_interval_seconds,
+                field="status.rollout", value=kopf.PRESENT)
+    def rollout_check(namespace: str | None, name: str, **_: Any) -> None:
+        try:
+            reconciler.reconcile(str(namespace), name, coalesce=True)
+        except RetryLater as retry:
+            log.info("%s", retry.message)
+
+    @kopf.on.delete(**models, id="forget", optional=True)
+    def forget(namespace: str | None, name: str, **_: Any) -> None:
+        reconciler.forget(str(namespace), name)
 
     @kopf.on.event("apps", "v1", "deployments", labels={names.LABEL_MANAGED_BY: names.MANAGED_BY},
                    registry=registry, id="runtime-changed")

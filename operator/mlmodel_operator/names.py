@@ -27,6 +27,10 @@ DIGEST_ANNOTATION = "serving.mlmodel.io/package-digest"
 # nothing to change sends nothing.
 APPLIED_HASH_ANNOTATION = "serving.mlmodel.io/applied-hash"
 
+# On the MLModel, set by a user: a new value retries a failed revision once (the last value acted on is
+# kept in status.lastRetry).
+RETRY_ANNOTATION = "serving.mlmodel.io/retry"
+
 CONTAINER_NAME = "runtime"
 HTTP_PORT = 8080
 METRICS_PORT = 8082

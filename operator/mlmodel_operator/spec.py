@@ -260,6 +260,12 @@ class PodMetadata(_Model):
     )
 
 
+class RollbackTo(_Model):
+    """An earlier revision to serve instead of spec.source."""
+
+    revision: int = Field(ge=1, description="A revision number from status.history.")
+
+
 class MLModelSpec(_Model):
     """The desired state of a served model."""
 
@@ -307,12 +313,12 @@ class MLModelSpec(_Model):
         le=100,
         description="Revisions kept in status.history (and old ReplicaSets kept by the Deployment).",
     )
-    rollback_to: int | None = Field(
+    rollback_to: RollbackTo | None = Field(
         default=None,
-        ge=1,
         description=(
-            "Serve this earlier revision from status.history instead of the source above "
-            "(requires revision history support in the operator)."
+            "Serve this earlier revision from status.history instead of spec.source, until removed "
+            "(a manual rollback for kubectl users; with GitOps, revert the change in Git instead). "
+            "The revision is rendered again from its history entry: no download, no validation."
         ),
     )
     pod_metadata: PodMetadata = Field(
@@ -325,14 +331,22 @@ class MLModelSpec(_Model):
 # ---------------------------------------------------------------------------------------------
 # status
 
-ConditionType = Literal["Ready", "Reconciling", "Stalled", "PackageValid", "Available"]
+ConditionType = Literal["Ready", "Reconciling", "Stalled", "PackageValid", "Available", "RolledBack"]
+
+Outcome = Literal["Serving", "Superseded", "Failed", "RolledBack"]
+"""What became of a revision: it serves; a later one replaced it; it failed (crash loop, never ready,
+unschedulable, ...); an earlier one replaced it (a manual rollback or a revert of the spec)."""
+
+# How many revisions status.history can hold (spec.revisionHistoryLimit's maximum).
+MAX_HISTORY = 100
 
 
 class Condition(_Model):
     """A kstatus / metav1.Condition-shaped condition."""
 
     type: str = Field(
-        max_length=316, description="Condition type: Ready, Reconciling, Stalled, PackageValid, Available."
+        max_length=316,
+        description="Condition type: Ready, Reconciling, Stalled, PackageValid, Available, RolledBack.",
     )
     status: Literal["True", "False", "Unknown"] = Field(description="True, False or Unknown.")
     reason: str = Field(max_length=1024, description="CamelCase reason for the condition's last transition.")
@@ -354,6 +368,65 @@ class PackageStatus(_Model):
     format: str = Field(description="Model format of the package.")
 
 
+class RevisionSettings(_Model):
+    """The spec fields a revision's pod template is rendered from, kept so that it can be rendered again."""
+
+    source: Source = Field(description="spec.source of the revision.")
+    format: Format | None = Field(default=None, description="spec.format of the revision.")
+    node_pool: str | None = Field(default=None, description="spec.nodePool of the revision.")
+    resources: Resources = Field(default_factory=Resources, description="spec.resources of the revision.")
+    batching: Batching = Field(default_factory=Batching, description="spec.batching of the revision.")
+    pod_metadata: PodMetadata = Field(default_factory=PodMetadata, description="spec.podMetadata of the revision.")
+
+    @classmethod
+    def of(cls, spec: MLModelSpec) -> RevisionSettings:
+        return cls(
+            source=spec.source,
+            format=spec.format,
+            node_pool=spec.node_pool,
+            resources=spec.resources,
+            batching=spec.batching,
+            pod_metadata=spec.pod_metadata,
+        )
+
+    def apply_to(self, spec: MLModelSpec) -> MLModelSpec:
+        """`spec` with this revision's render settings (replicas, rollout and the rest stay)."""
+        return spec.model_copy(
+            update={
+                "source": self.source,
+                "format": self.format,
+                "node_pool": self.node_pool,
+                "resources": self.resources,
+                "batching": self.batching,
+                "pod_metadata": self.pod_metadata,
+            }
+        )
+
+
+class RevisionRecord(_Model):
+    """A revision: what it serves and everything needed to render its pod template again exactly."""
+
+    revision: int = Field(ge=1, description="The revision number (the pod template's serving.mlmodel.io/revision).")
+    uri: str = Field(description="The package URI.")
+    digest: str = Field(description="Package digest, sha256:<hex> of deployment_manifest.json.")
+    format: str = Field(description="Model format of the package.")
+    size: int = Field(ge=0, description="Total size of the package's files in bytes.")
+    created_at: str = Field(description="When the revision was first rolled out (RFC 3339).")
+    fingerprint: str = Field(description="Hash of the revision's pod template without its number.")
+    settings: RevisionSettings = Field(description="The spec fields the pod template is rendered from.")
+
+    def package(self) -> PackageStatus:
+        return PackageStatus(uri=self.uri, digest=self.digest, size=self.size, format=self.format)
+
+
+class HistoryEntry(RevisionRecord):
+    """A revision in status.history, with what became of it."""
+
+    outcome: Outcome = Field(description="Serving, Superseded, Failed or RolledBack.")
+    reason: str | None = Field(default=None, description="Why (CamelCase), e.g. CrashLoop for a Failed revision.")
+    message: str | None = Field(default=None, description="Human-readable detail.")
+
+
 class MLModelStatus(_Model):
     """The observed state, written by the operator once per reconcile pass."""
 
@@ -363,7 +436,7 @@ class MLModelStatus(_Model):
     conditions: list[Condition] = Field(
         default_factory=list,
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
-        description="Ready, Reconciling, Stalled, PackageValid and Available, kstatus style.",
+        description="Ready, Reconciling, Stalled, PackageValid, Available and RolledBack, kstatus style.",
     )
     replicas: int | None = Field(default=None, description="Runtime pods that exist (the scale subresource).")
     available_replicas: int | None = Field(default=None, description="Runtime pods available to serve.")
@@ -374,8 +447,29 @@ class MLModelStatus(_Model):
     )
     url: str | None = Field(default=None, description="In-cluster URL of the model's V2 inference endpoint.")
     revision: int | None = Field(default=None, description="The revision now serving.")
-    desired_revision: int | None = Field(default=None, description="The revision being rolled out or served.")
+    desired_revision: int | None = Field(
+        default=None,
+        description=(
+            "The revision the spec asks for (spec.source, or spec.rollbackTo); after an automatic rollback, the "
+            "failed one."
+        ),
+    )
     package: PackageStatus | None = Field(default=None, description="The validated package of the desired revision.")
+    history: list[HistoryEntry] = Field(
+        default_factory=list,
+        max_length=MAX_HISTORY,
+        description=(
+            "Revisions by number, oldest first, at most spec.revisionHistoryLimit (the serving one is never "
+            "dropped). A revision being rolled out is in status.rollout until it serves or fails."
+        ),
+    )
+    rollout: RevisionRecord | None = Field(
+        default=None, description="The revision being rolled out, until it serves (or fails, or is replaced)."
+    )
+    last_retry: str | None = Field(
+        default=None,
+        description="The last value of the serving.mlmodel.io/retry annotation acted on (a new value retries once).",
+    )
 
 
 # ---------------------------------------------------------------------------------------------

@@ -43,17 +43,23 @@ def crd(kubectl: Kubectl) -> None:
     kubectl.run("wait", "--for=condition=Established", "crd/mlmodels.serving.mlmodel.io", "--timeout=60s")
 
 
-@pytest.fixture(scope="module")
-def operator(
-    crd: None, kubeconfig: Path, kubectl: Kubectl, s3_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[OperatorProcess]:
-    """A real operator process for the test module; stopped by pid afterwards."""
-    folder = tmp_path_factory.mktemp("operator")
+# Failure detection within seconds (the defaults are minutes): crash loops after 2 restarts (kwok's crashloop
+# stage restarts every 3-7 s), never-ready and unschedulable revisions after 5 s.
+FAILURE_DETECTION = {"crashLoopRestarts": 2, "neverReadySeconds": 5, "unschedulableSeconds": 5,
+                     "stuckSeconds": 10, "checkIntervalSeconds": 1}
+
+
+def start_operator(
+    folder: Path, kubeconfig: Path, s3_env: dict[str, str], namespaces: list[str], env: dict[str, str] | None = None,
+) -> OperatorProcess:
+    """Start `python -m mlmodel_operator` for `namespaces` (globs allowed) and wait for its liveness probe."""
+    folder.mkdir(parents=True, exist_ok=True)
     metrics_port, health_port = _free_port(), _free_port()
     config: dict[str, Any] = {
         **LOCAL_CONFIG,
         "objectStore": {"endpoint": s3_env["AWS_ENDPOINT_URL"], "region": s3_env["AWS_REGION"]},
         "resync": {"intervalSeconds": RESYNC_SECONDS, "retryDelaySeconds": 1.0},
+        "failureDetection": FAILURE_DETECTION,
         "metricsPort": metrics_port,
         "healthPort": health_port,
     }
@@ -61,17 +67,29 @@ def operator(
     config_file.write_text(yaml.safe_dump(config))
     log_file = folder / "operator.log"
     # The operator reads models' credentials from their Secrets only: no store credentials in its env.
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    env["KUBECONFIG"] = str(kubeconfig)
-    with open(log_file, "wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "mlmodel_operator", "--config", str(config_file),
-             "--namespace", f"{SESSION_PREFIX}-*"],
-            cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
-        )
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    environment["KUBECONFIG"] = str(kubeconfig)
+    environment.update(env or {})
+    args = [arg for ns in namespaces for arg in ("--namespace", ns)]
+    with open(log_file, "ab") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "mlmodel_operator", "--config", str(config_file), *args],
+                                cwd=REPO, env=environment, stdout=log, stderr=subprocess.STDOUT)
     running = OperatorProcess(proc, log_file, metrics_port, health_port)
     try:
         wait_for(running.healthy, 60, f"the operator to answer its liveness probe (log: {log_file})")
+    except BaseException:
+        running.stop()
+        raise
+    return running
+
+
+@pytest.fixture(scope="module")
+def operator(
+    crd: None, kubeconfig: Path, kubectl: Kubectl, s3_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[OperatorProcess]:
+    """A real operator process for the test module; stopped by pid afterwards."""
+    running = start_operator(tmp_path_factory.mktemp("operator"), kubeconfig, s3_env, [f"{SESSION_PREFIX}-*"])
+    try:
         yield running
     finally:
         # Namespaces deleted by the tests hold MLModels with kopf's finalizer: let the operator

@@ -6,7 +6,7 @@ from typing import Any
 
 from mlmodel_operator.config import OperatorConfig
 from mlmodel_operator.render import RenderInput
-from mlmodel_operator.spec import MLModel, PackageStatus
+from mlmodel_operator.spec import HistoryEntry, MLModel, Outcome, PackageStatus, RevisionRecord, RevisionSettings
 
 IMAGE = "ghcr.io/mlmodel-operator/runtime:0.1.0"
 DIGEST = "sha256:" + "ab" * 32
@@ -66,3 +66,28 @@ def render_input(m: MLModel | None = None, revision: int = 1, size: int = 2 * 10
     pool = c.pool(m.spec.node_pool)
     assert pool is not None
     return RenderInput(model=m, config=c, package=package(size=size), pool=pool, revision=revision)
+
+
+T0 = "2026-11-22T10:00:00Z"
+
+
+def record(revision: int, fingerprint: str | None = None, uri: str | None = None) -> RevisionRecord:
+    """A revision of the default model: its own package prefix, digest and fingerprint."""
+    source = {"uri": uri or f"s3://models/fraud-detector/{revision}/", "credentialsSecret": "models-s3"}
+    return RevisionRecord(
+        revision=revision,
+        uri=source["uri"],
+        digest="sha256:" + f"{revision:02x}" * 32,
+        format="onnx",
+        size=2 * 1024 * 1024,
+        created_at=T0,
+        fingerprint=fingerprint or f"fp-{revision}",
+        settings=RevisionSettings.model_validate({"source": source}),
+    )
+
+
+def history_entry(
+    revision: int, outcome: Outcome, reason: str | None = None, message: str | None = None,
+    fingerprint: str | None = None,
+) -> HistoryEntry:
+    return HistoryEntry(**dict(record(revision, fingerprint)), outcome=outcome, reason=reason, message=message)

@@ -66,7 +66,8 @@ def test_defaults_bounds_and_rules() -> None:
     assert props["rollout"]["default"] == {}
     assert props["rollout"]["properties"]["strategy"]["enum"] == ["Surge", "Replace"]
     assert props["revisionHistoryLimit"]["default"] == 10
-    assert props["rollbackTo"]["minimum"] == 1
+    assert props["rollbackTo"]["properties"]["revision"]["minimum"] == 1
+    assert props["rollbackTo"]["required"] == ["revision"]
     assert props["rollout"]["properties"]["autoRollback"]["default"] is True
     batching_rules = [r["rule"] for r in props["batching"]["x-kubernetes-validations"]]
     assert any("maxBatchSize > 1" in rule for rule in batching_rules)
@@ -90,3 +91,15 @@ def test_names_subresources_and_columns() -> None:
     }
     columns = [c["name"] for c in version["additionalPrinterColumns"]]
     assert columns == ["Ready", "Reason", "Revision", "Available", "URL", "Age"]
+
+
+def test_status_history_is_typed_and_carries_no_rules() -> None:
+    status = build_crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["status"]
+    history = status["properties"]["history"]
+    assert history["maxItems"] == 100
+    entry = history["items"]["properties"]
+    assert entry["outcome"]["enum"] == ["Serving", "Superseded", "Failed", "RolledBack"]
+    assert {"revision", "uri", "digest", "createdAt", "settings", "fingerprint"} <= set(entry)
+    assert set(status["properties"]["rollout"]["properties"]) == set(entry) - {"outcome", "reason", "message"}
+    # The spec's CEL rules are not repeated on the status copy of its settings (only the operator writes it).
+    assert "x-kubernetes-validations" not in yaml.safe_dump(status)

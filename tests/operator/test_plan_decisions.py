@@ -1,5 +1,6 @@
 """Pure decisions before acting: node pool resolution (unknown pool, GPUs on a pool without GPUs), format
-checks, revision numbers that never repeat, and Create / Update / Unchanged from the applied hash."""
+checks, revision numbers that never repeat (and come back for a template seen before), and Create / Update /
+Unchanged from the applied hash."""
 
 from __future__ import annotations
 
@@ -9,15 +10,16 @@ from mlmodel_operator.plan import (
     Action,
     Refused,
     classify,
-    decide_revision,
+    live_template,
     resolve_format,
     resolve_pool,
     retry_delay,
+    revision_number,
 )
 from mlmodel_operator.render import render_deployment, template_fingerprint
 from mlmodel_operator.spec import MLModelStatus
 
-from tests.operator.factories import config, model, render_input
+from tests.operator.factories import config, history_entry, model, render_input
 
 
 def test_pool_resolution() -> None:
@@ -49,15 +51,23 @@ def test_format_resolution() -> None:
 
 def test_revision_numbers() -> None:
     inp = render_input(revision=4)
-    live = render_deployment(inp)
+    live = live_template(render_deployment(inp), complete=True)
     fingerprint = template_fingerprint(inp)
+    assert (live.revision, live.fingerprint) == (4, fingerprint)
     # The live template is the desired one: keep its number.
-    assert decide_revision(fingerprint, live, MLModelStatus()) == 4
+    assert revision_number(fingerprint, live, MLModelStatus()) == 4
     # Another template: the next number after every one seen.
-    assert decide_revision("other", live, MLModelStatus(desired_revision=6, revision=5)) == 7
-    assert decide_revision("other", live, MLModelStatus()) == 5
-    assert decide_revision("other", None, MLModelStatus()) == 1
-    assert decide_revision("other", None, MLModelStatus(desired_revision=3)) == 4
+    assert revision_number("other", live, MLModelStatus(desired_revision=6, revision=5)) == 7
+    assert revision_number("other", live, MLModelStatus()) == 5
+    nothing = live_template(None, complete=False)
+    assert revision_number("other", nothing, MLModelStatus()) == 1
+    assert revision_number("other", nothing, MLModelStatus(desired_revision=3)) == 4
+    # A template recorded in history before (a revert of the spec) gets its number back; unknown ones
+    # count past every number in history, trimmed ones included through status.revision.
+    history = [history_entry(2, "Superseded", fingerprint="fp-2"), history_entry(9, "Serving", fingerprint="fp-9")]
+    status = MLModelStatus(history=history, revision=9, desired_revision=9)
+    assert revision_number("fp-2", nothing, status) == 2
+    assert revision_number("fp-new", nothing, status) == 10
 
 
 def test_classify_from_applied_hash() -> None:

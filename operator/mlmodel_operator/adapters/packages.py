@@ -1,7 +1,9 @@
 """Package validation against the object store, through mlmodel_runtime.package (the one S3 adapter).
 
-Stores are cached per endpoint, region and credentials, and file digests per ETag, so a resync of an
-unchanged package lists and reads two small files but hashes nothing.
+Stores are cached per endpoint, region and credentials, and file digests per ETag. A package whose
+manifest digest is one the model already served from the same URI (its history) is not hashed at all:
+the listing, the manifest and metadata.json are checked, and the runtime verifies every file when it
+downloads them anyway. So a resync, a revert to an earlier package or an operator restart hashes nothing.
 """
 
 from __future__ import annotations
@@ -9,11 +11,21 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections import OrderedDict
+from collections.abc import Collection
 from dataclasses import dataclass, field
 
-from mlmodel_runtime.package import DigestCache, ModelFormat, ObjectStore, ValidatedPackage, validate_package
+from mlmodel_runtime.package import (
+    DigestCache,
+    ModelFormat,
+    ObjectStore,
+    ValidatedPackage,
+    open_source,
+    validate_package,
+)
+from mlmodel_runtime.package.verify import check_head, validate_source
 
 from mlmodel_operator.config import OperatorConfig
+from mlmodel_operator.faults import FaultInjector
 from mlmodel_operator.spec import Source
 
 
@@ -25,11 +37,28 @@ class Credentials:
     secret_key: str = field(repr=False)
 
 
+@dataclass(frozen=True)
+class CheckedPackage:
+    """A package that passed validation: what status and rendering need."""
+
+    digest: str
+    size: int
+    format: str
+    hashed: bool  # False: recognized by its manifest digest, no file hashed
+
+
 class PackageValidator:
     """validate_package with the operator's format policy, a digest cache and reused store clients."""
 
-    def __init__(self, config: OperatorConfig, cache: DigestCache | None = None, max_stores: int = 64) -> None:
+    def __init__(
+        self,
+        config: OperatorConfig,
+        cache: DigestCache | None = None,
+        max_stores: int = 64,
+        faults: FaultInjector | None = None,
+    ) -> None:
         self.config = config
+        self.faults = faults or FaultInjector()
         self.cache = cache or DigestCache()
         self.allowed = frozenset(ModelFormat(f) for f in config.effective_formats)
         self._stores: OrderedDict[tuple[str, ...], ObjectStore] = OrderedDict()
@@ -70,3 +99,29 @@ class PackageValidator:
             cache=self.cache,
             store=self._store(source, credentials),
         )
+
+    def check(
+        self, source: Source, credentials: Credentials | None, known_digests: Collection[str] = ()
+    ) -> CheckedPackage:
+        """Validate, skipping the file hashes when the manifest's digest is in `known_digests`.
+
+        Raises the contract's PackageError (`.reason`, `.temporary`) or InvalidUri.
+        """
+        reported = False
+
+        def progress(_: int) -> None:
+            nonlocal reported
+            if not reported:
+                reported = True
+                self.faults.reached("validating")
+
+        with open_source(source.uri, store=self._store(source, credentials)) as opened:
+            head = check_head(opened, allow_pickle=self.config.allow_pickle, allowed_formats=self.allowed)
+            if head.digest in known_digests:
+                size = head.manifest.total_size + len(head.manifest_bytes)
+                return CheckedPackage(head.digest, size, head.format.value, hashed=False)
+            validated = validate_source(
+                opened, allow_pickle=self.config.allow_pickle, allowed_formats=self.allowed, cache=self.cache,
+                progress=progress,
+            )
+        return CheckedPackage(validated.digest, validated.total_size, validated.format.value, hashed=True)

@@ -1,6 +1,13 @@
 """Status: observe the runtime's objects, compute conditions once per pass, and the events to post."""
 
-from mlmodel_operator.status.compute import PACKAGE_REASONS, Failure, PassFacts, compute_status, human_size
+from mlmodel_operator.status.compute import (
+    PACKAGE_REASONS,
+    Failure,
+    PassFacts,
+    Revisions,
+    compute_status,
+    human_size,
+)
 from mlmodel_operator.status.conditions import Verdict, find, merge_conditions
 from mlmodel_operator.status.events import EventSpec, events_between
 from mlmodel_operator.status.observation import Observation, PodProblem, observe, pod_problem
@@ -12,6 +19,7 @@ __all__ = [
     "Observation",
     "PassFacts",
     "PodProblem",
+    "Revisions",
     "Verdict",
     "compute_status",
     "events_between",

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from mlmodel_operator.spec import MLModelStatus, PackageStatus
+from mlmodel_operator import names
+from mlmodel_operator.spec import HistoryEntry, MLModelStatus, PackageStatus, RevisionRecord
 from mlmodel_operator.status.conditions import Verdict, merge_conditions
 from mlmodel_operator.status.observation import Observation
 
@@ -37,6 +38,26 @@ class Failure:
 
 
 @dataclass(frozen=True)
+class Revisions:
+    """What the pass decided about revisions (plan.decide), as the status needs it."""
+
+    history: tuple[HistoryEntry, ...] = ()
+    rollout: RevisionRecord | None = None  # the revision being rolled out
+    desired: int | None = None  # the revision the spec asks for; None: not known in this pass
+    failed_revision: int | None = None  # the revision the spec asks for that failed (not retried)
+    rolled_back: Failure | None = None  # ... why, when the last serving revision is back
+    failed: Failure | None = None  # ... why, when nothing was rolled back
+    auto_rollback: bool = True
+    in_rollout: bool = False  # the live template is the revision being rolled out
+    pinned: bool = False  # spec.rollbackTo chose the desired revision
+    last_retry: str | None = None
+
+    @property
+    def serving(self) -> int | None:
+        return next((e.revision for e in self.history if e.outcome == "Serving"), None)
+
+
+@dataclass(frozen=True)
 class PassFacts:
     """What one reconcile pass found and did."""
 
@@ -48,7 +69,8 @@ class PassFacts:
     package: PackageStatus | None = None  # validated in this pass (or carried over, see reconcile)
     failure: Failure | None = None  # found before applying: the Deployment was left alone
     pending: str | None = None  # validation could not run (object store unavailable): retrying
-    applied_revision: int | None = None  # the revision the Deployment now carries, when applied
+    applied_revision: int | None = None  # the revision the Deployment was rendered at (the target)
+    revisions: Revisions = Revisions()
 
 
 def human_size(size: int) -> str:
@@ -80,9 +102,43 @@ def _available_verdict(obs: Observation) -> Verdict:
     return Verdict("False", "MinimumReplicasUnavailable", counts)
 
 
+def _retry_hint(revision: int | None) -> str:
+    return (
+        f"change the spec, or set the annotation {names.RETRY_ANNOTATION} to a new value to try revision "
+        f"{revision} again"
+    )
+
+
+def _rolled_back(facts: PassFacts, failure: Failure) -> tuple[Verdict, Verdict, Verdict]:
+    obs, rev, target = facts.observation, facts.revisions, facts.applied_revision
+    failed = rev.failed_revision
+    message = (
+        f"revision {failed} failed ({failure.reason}: {failure.message}); rolled back to revision {target}; "
+        + _retry_hint(failed)
+    )
+    stalled = Verdict("True", "RolledBack", message)
+    if obs.complete and obs.revision == target:
+        serving = (
+            f"revision {target} serving (rolled back from revision {failed}), "
+            f"{obs.available}/{obs.desired} replicas available"
+        )
+        return Verdict("True", "Serving", serving), Verdict("False", "RolledBack", message), stalled
+    progress = f"rolling back to revision {target}: {obs.available}/{obs.desired} replicas available"
+    return Verdict("False", "RollingBack", progress), Verdict("True", "RollingBack", progress), stalled
+
+
+def _failed(facts: PassFacts, failure: Failure) -> tuple[Verdict, Verdict, Verdict]:
+    rev = facts.revisions
+    why = "spec.rollout.autoRollback is off" if not rev.auto_rollback else "no earlier revision served to roll back to"
+    message = f"revision {rev.failed_revision} failed: {failure.message}; {why}; {_retry_hint(rev.failed_revision)}"
+    stalled = Verdict("True", failure.reason, message)
+    return Verdict("False", failure.reason, message), Verdict("False", "Stalled"), stalled
+
+
 def _progress(facts: PassFacts) -> tuple[Verdict, Verdict, Verdict]:
     """(Ready, Reconciling, Stalled)."""
     obs = facts.observation
+    rev = facts.revisions
     if facts.failure:
         f = facts.failure
         return Verdict("False", f.reason, f.message), Verdict("False", "Stalled"), Verdict("True", f.reason, f.message)
@@ -93,18 +149,27 @@ def _progress(facts: PassFacts) -> tuple[Verdict, Verdict, Verdict]:
             Verdict("True", "ValidatingPackage", msg),
             Verdict("False", "Progressing"),
         )
+    if rev.rolled_back is not None:
+        return _rolled_back(facts, rev.rolled_back)
+    if rev.failed is not None:
+        return _failed(facts, rev.failed)
     revision = facts.applied_revision
     stalled: Verdict | None = None
-    if obs.deadline_exceeded and not obs.complete:
-        stalled = Verdict("True", "ProgressDeadlineExceeded", f"revision {revision}: {obs.deadline_exceeded}")
-    elif obs.problems:
-        problem = obs.problems[0]
-        more = f" (and {len(obs.problems) - 1} more pods)" if len(obs.problems) > 1 else ""
-        stalled = Verdict("True", problem.reason, f"revision {revision}: pod {problem.pod}: {problem.message}{more}")
+    # While a revision rolls out, its pods' problems are evidence with grace periods (plan.evidence);
+    # afterwards (a serving revision whose pods go wrong) they stall the model at once.
+    if not rev.in_rollout:
+        if obs.deadline_exceeded and not obs.complete:
+            stalled = Verdict("True", "ProgressDeadlineExceeded", f"revision {revision}: {obs.deadline_exceeded}")
+        elif obs.problems:
+            problem = obs.problems[0]
+            more = f" (and {len(obs.problems) - 1} more pods)" if len(obs.problems) > 1 else ""
+            detail = f"revision {revision}: pod {problem.pod}: {problem.message}{more}"
+            stalled = Verdict("True", problem.reason, detail)
     if stalled is not None:
         return Verdict("False", stalled.reason, stalled.message), Verdict("False", "Stalled"), stalled
     if obs.complete:
-        msg = f"revision {revision} serving, {obs.available}/{obs.desired} replicas available"
+        pinned = " (spec.rollbackTo)" if rev.pinned else ""
+        msg = f"revision {revision}{pinned} serving, {obs.available}/{obs.desired} replicas available"
         return Verdict("True", "Serving", msg), Verdict("False", "Reconciled"), Verdict("False", "Reconciled")
     if not obs.up_to_date or obs.updated < obs.desired or obs.replicas > obs.desired:
         reason = "RollingOut"
@@ -115,12 +180,24 @@ def _progress(facts: PassFacts) -> tuple[Verdict, Verdict, Verdict]:
     else:
         reason = "WaitingForModelReady"
         msg = f"revision {revision}: {obs.ready}/{obs.desired} replicas have the model loaded and ready"
+    if obs.problems:
+        problem = obs.problems[0]
+        msg += f"; pod {problem.pod}: {problem.message}"
     return Verdict("False", reason, msg), Verdict("True", reason, msg), Verdict("False", "Progressing")
+
+
+def _rolled_back_verdict(rev: Revisions) -> Verdict:
+    if rev.rolled_back is None:
+        return Verdict("False", "NotRolledBack")
+    f = rev.rolled_back
+    message = f"revision {rev.failed_revision} failed: {f.message}; revision {rev.serving} serves"
+    return Verdict("True", f.reason, message)
 
 
 def compute_status(previous: MLModelStatus, facts: PassFacts, now: str) -> MLModelStatus:
     """The status to write; equal to `previous` when nothing changed (then nothing is written)."""
     obs = facts.observation
+    rev = facts.revisions
     ready, reconciling, stalled = _progress(facts)
     verdicts = {
         "Ready": ready,
@@ -128,14 +205,9 @@ def compute_status(previous: MLModelStatus, facts: PassFacts, now: str) -> MLMod
         "Stalled": stalled,
         "PackageValid": _package_verdict(facts),
         "Available": _available_verdict(obs),
+        "RolledBack": _rolled_back_verdict(rev),
     }
-    applied = facts.applied_revision is not None
-    if not obs.exists:
-        serving = None
-    elif obs.complete:
-        serving = obs.revision
-    else:
-        serving = previous.revision
+    known = rev.desired is not None
     return MLModelStatus(
         observed_generation=facts.generation,
         conditions=merge_conditions(previous.conditions, verdicts, facts.generation, now),
@@ -145,7 +217,10 @@ def compute_status(previous: MLModelStatus, facts: PassFacts, now: str) -> MLMod
         availability=f"{obs.available}/{facts.desired_replicas}",
         selector=facts.selector,
         url=facts.url,
-        revision=serving,
-        desired_revision=facts.applied_revision if applied else previous.desired_revision,
-        package=facts.package if applied else previous.package,
+        revision=rev.serving if obs.exists else None,
+        desired_revision=rev.desired if known else previous.desired_revision,
+        package=facts.package if known and facts.package else previous.package,
+        history=list(rev.history),
+        rollout=rev.rollout,
+        last_retry=rev.last_retry,
     )

@@ -8,7 +8,7 @@ from typing import Literal
 
 from mlmodel_operator.spec import Condition
 
-CONDITION_ORDER = ("Ready", "Reconciling", "Stalled", "PackageValid", "Available")
+CONDITION_ORDER = ("Ready", "Reconciling", "Stalled", "PackageValid", "Available", "RolledBack")
 
 
 @dataclass(frozen=True)

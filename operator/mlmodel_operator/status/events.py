@@ -19,14 +19,10 @@ class EventSpec:
 def events_between(before: MLModelStatus, after: MLModelStatus) -> list[EventSpec]:
     """Events for the transitions from `before` to `after`."""
     out: list[EventSpec] = []
-    if after.desired_revision is not None and after.desired_revision != before.desired_revision and after.package:
-        out.append(
-            EventSpec(
-                "Normal",
-                "RolloutStarted",
-                f"revision {after.desired_revision}: package {after.package.uri} ({after.package.digest})",
-            )
-        )
+    started = after.rollout
+    if started is not None and (before.rollout is None or before.rollout.revision != started.revision):
+        message = f"revision {started.revision}: package {started.uri} ({started.digest})"
+        out.append(EventSpec("Normal", "RolloutStarted", message))
     old_stalled, new_stalled = find(before.conditions, "Stalled"), find(after.conditions, "Stalled")
     # On a flip or a new reason only: a message that changes (another pod) is not worth an event.
     if new_stalled and new_stalled.status == "True" and (

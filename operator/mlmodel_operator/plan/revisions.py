@@ -1,0 +1,246 @@
+"""Revisions: their numbers, the history and the transitions between them, as pure functions.
+
+A revision is a distinct pod template (package digest, format, runtime settings, resources, pool, pod
+metadata). `decide` takes what a pass found (the status so far, the revision the spec asks for, the live
+Deployment's revision and whether its rollout is complete, evidence that it failed) and returns the new
+history, the revision being rolled out, and the one to render: the spec's, or, after a failure, the last
+one that served. Everything it needs lives in the status and the objects, so a restarted operator
+decides the same.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from mlmodel_operator import names
+from mlmodel_operator.spec import HistoryEntry, MLModelStatus, Outcome, RevisionRecord
+
+
+@dataclass(frozen=True)
+class RevisionFailure:
+    """Why a revision failed: a CamelCase reason (CrashLoop, NeverReady, ...) and a message."""
+
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class LiveTemplate:
+    """The live Deployment's pod template: its revision and fingerprint; whether its rollout is complete."""
+
+    revision: int | None = None
+    fingerprint: str | None = None
+    complete: bool = False
+
+
+def live_template(deployment: Mapping[str, Any] | None, complete: bool) -> LiveTemplate:
+    template = ((deployment or {}).get("spec") or {}).get("template") or {}
+    meta = template.get("metadata") or {}
+    fingerprint = (meta.get("annotations") or {}).get(names.FINGERPRINT_ANNOTATION)
+    revision = (meta.get("labels") or {}).get(names.REVISION_LABEL)
+    number = int(revision) if isinstance(revision, str) and revision.isdigit() else None
+    return LiveTemplate(number, fingerprint if isinstance(fingerprint, str) else None, complete)
+
+
+# -- numbers --------------------------------------------------------------------------------------
+
+
+def revision_number(fingerprint: str, live: LiveTemplate, status: MLModelStatus) -> int:
+    """The number of the pod template with `fingerprint`.
+
+    The live template keeps its number; a template recorded before (a revert of the spec to an earlier
+    package and settings) gets that revision's number back; any other template gets the next number
+    after every one seen, so numbers never repeat.
+    """
+    if live.fingerprint == fingerprint and live.revision is not None:
+        return live.revision
+    if status.rollout is not None and status.rollout.fingerprint == fingerprint:
+        return status.rollout.revision
+    for entry in reversed(status.history):
+        if entry.fingerprint == fingerprint:
+            return entry.revision
+    seen = [live.revision, status.revision, status.desired_revision]
+    seen += [status.rollout.revision if status.rollout else None]
+    seen += [entry.revision for entry in status.history]
+    return max((n for n in seen if n is not None), default=0) + 1
+
+
+# -- history --------------------------------------------------------------------------------------
+
+
+def find_entry(history: Iterable[HistoryEntry], revision: int | None) -> HistoryEntry | None:
+    return next((entry for entry in history if entry.revision == revision), None)
+
+
+def serving_entry(history: Iterable[HistoryEntry]) -> HistoryEntry | None:
+    return next((entry for entry in history if entry.outcome == "Serving"), None)
+
+
+def entry_of(
+    record: RevisionRecord, outcome: Outcome, reason: str | None = None, message: str | None = None
+) -> HistoryEntry:
+    return HistoryEntry(**dict(record_of(record)), outcome=outcome, reason=reason, message=message)
+
+
+def record_of(entry: RevisionRecord) -> RevisionRecord:
+    """The revision without its outcome."""
+    return RevisionRecord(**{name: getattr(entry, name) for name in RevisionRecord.model_fields})
+
+
+def put(history: Sequence[HistoryEntry], entry: HistoryEntry) -> tuple[HistoryEntry, ...]:
+    """`history` with `entry` in place of the entry of the same number, ordered by revision."""
+    kept = [e for e in history if e.revision != entry.revision]
+    return tuple(sorted([*kept, entry], key=lambda e: e.revision))
+
+
+def replaced_outcome(old: int, new: int) -> Outcome:
+    """A revision replaced by a later one is Superseded; by an earlier one (a rollback, a revert), RolledBack."""
+    return "RolledBack" if new < old else "Superseded"
+
+
+def serve(history: Sequence[HistoryEntry], record: RevisionRecord) -> tuple[HistoryEntry, ...]:
+    """`record` serves now; the one that served before was Superseded or RolledBack by it."""
+    out = tuple(history)
+    before = serving_entry(out)
+    if before is not None and before.revision != record.revision:
+        out = put(out, entry_of(before, replaced_outcome(before.revision, record.revision),
+                                message=f"replaced by revision {record.revision}"))
+    kept = find_entry(out, record.revision)
+    created = kept.created_at if kept is not None else record.created_at
+    return put(out, entry_of(record.model_copy(update={"created_at": created}), "Serving"))
+
+
+def trim(history: Sequence[HistoryEntry], limit: int, keep: Iterable[int | None]) -> tuple[HistoryEntry, ...]:
+    """At most `limit` entries: the oldest go first, never the serving one nor those in `keep`."""
+    protected = {n for n in keep if n is not None}
+    serving = serving_entry(history)
+    if serving is not None:
+        protected.add(serving.revision)
+    out = list(history)
+    for entry in list(out):
+        if len(out) <= limit:
+            break
+        if entry.revision not in protected:
+            out.remove(entry)
+    return tuple(out)
+
+
+# -- transitions ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """What one pass knows about the revisions."""
+
+    status: MLModelStatus  # as stored: history, rollout, last retry
+    wanted: RevisionRecord | None  # the revision the spec asks for; None when it cannot be known (bad package)
+    live: LiveTemplate
+    evidence: RevisionFailure | None  # the rolling-out revision's failure, seen on its pods or Deployment
+    auto_rollback: bool
+    retry: bool  # a new value of the retry annotation
+    history_limit: int
+    now: str
+
+
+@dataclass(frozen=True)
+class Decision:
+    history: tuple[HistoryEntry, ...]
+    rollout: RevisionRecord | None  # the revision being rolled out
+    target: RevisionRecord | None  # the revision to render and apply; None: leave the Deployment alone
+    blocked: HistoryEntry | None = None  # the spec asks for this failed revision: not retried
+    rolled_back: bool = False  # ... and the target is the last revision that served
+    failed_now: HistoryEntry | None = None  # a revision that failed in this pass
+    served_now: int | None = None  # a revision that completed its rollout in this pass
+    retried: bool = False  # the wanted revision, failed before, is tried again
+
+    @property
+    def serving(self) -> HistoryEntry | None:
+        return serving_entry(self.history)
+
+
+def _known(
+    number: int | None, *records: RevisionRecord | None, history: Sequence[HistoryEntry]
+) -> RevisionRecord | None:
+    for record in records:
+        if record is not None and record.revision == number:
+            return record
+    return find_entry(history, number)
+
+
+def decide(inp: Inputs) -> Decision:
+    """The next state of the revisions and the one to render (see the module's docstring)."""
+    status, wanted, live = inp.status, inp.wanted, inp.live
+    history = tuple(status.history)
+    rollout = status.rollout
+    failed_now: HistoryEntry | None = None
+    served_now: int | None = None
+
+    # 1. The live revision's rollout: complete -> it serves (even one recorded Failed, when Kubernetes
+    #    completed it after all); failing evidence while it rolls out -> Failed. Success wins a tie.
+    live_record = _known(live.revision, rollout, wanted, history=history)
+    current = serving_entry(history)
+    if live.revision is not None and live.complete and live_record is not None:
+        if current is None or current.revision != live.revision:
+            history = serve(history, record_of(live_record))
+            served_now = live.revision
+        if rollout is not None and rollout.revision == live.revision:
+            rollout = None
+    elif rollout is not None and rollout.revision == live.revision and inp.evidence is not None:
+        failed_now = entry_of(rollout, "Failed", inp.evidence.reason, inp.evidence.message)
+        history = put(history, failed_now)
+        rollout = None
+
+    # 2. A rollout the spec no longer asks for was replaced before it served.
+    if wanted is not None and rollout is not None and rollout.revision != wanted.revision:
+        left = find_entry(history, rollout.revision)
+        if left is None or left.outcome == "Failed":
+            history = put(history, entry_of(rollout, replaced_outcome(rollout.revision, wanted.revision),
+                                            message=f"replaced by revision {wanted.revision} before it served"))
+        rollout = None
+
+    # 3. The revision to render.
+    serving = serving_entry(history)
+    blocked: HistoryEntry | None = None
+    rolled_back = retried = False
+    target: RevisionRecord | None
+    if wanted is None:
+        # Nothing valid to roll out: leave the Deployment, unless its revision failed and one can go back.
+        failed_live = find_entry(history, live.revision)
+        if failed_live is not None and failed_live.outcome == "Failed":
+            blocked = failed_live
+        target = None
+    else:
+        earlier = find_entry(history, wanted.revision)
+        in_progress = rollout is not None and rollout.revision == wanted.revision
+        if earlier is not None and earlier.outcome == "Failed" and not in_progress:
+            if inp.retry:
+                retried = True
+            else:
+                blocked = earlier
+        if blocked is None:
+            target = wanted
+            if serving is not None and serving.revision == wanted.revision:
+                rollout = None
+            elif not in_progress:
+                created = inp.now if retried or earlier is None else earlier.created_at
+                rollout = wanted.model_copy(update={"created_at": created})
+        else:
+            target = live_record if live_record is not None else None
+    if blocked is not None and inp.auto_rollback and serving is not None and serving.revision != blocked.revision:
+        target = record_of(serving)
+        rolled_back = True
+
+    history = trim(history, inp.history_limit, keep=[wanted.revision if wanted else None,
+                                                     rollout.revision if rollout else None])
+    return Decision(
+        history=history,
+        rollout=rollout,
+        target=target,
+        blocked=blocked,
+        rolled_back=rolled_back,
+        failed_now=failed_now,
+        served_now=served_now,
+        retried=retried,
+    )
