@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import math
 import signal
 import time
 from collections.abc import AsyncIterator, Callable
@@ -132,7 +133,7 @@ def serve(settings: ServeSettings) -> int:
         log_config=None,
         access_log=False,
         server_header=False,
-        timeout_graceful_shutdown=int(settings.graceful_shutdown_s),
+        timeout_graceful_shutdown=max(1, math.ceil(settings.graceful_shutdown_s)),
         backlog=2048,
     )
     server = DrainingServer(config, data_plane.start_draining)
