@@ -6,14 +6,15 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 from fastapi import FastAPI
-from mlmodel_runtime.server.dataplane import SERVER_NAME, DataPlane
-from mlmodel_runtime.server.endpoints import Endpoints, InferEndpoint, InferFastPath, json_response
-from mlmodel_runtime.settings import ServeSettings
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+
+from mlmodel_runtime.server.dataplane import SERVER_NAME, DataPlane
+from mlmodel_runtime.server.endpoints import Endpoints, InferEndpoint, InferFastPath, json_response
+from mlmodel_runtime.settings import ServeSettings
 
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
 

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 import orjson
+
 from mlmodel_runtime.backends.base import DTYPES, Array, Signature, TensorSpec, datatype_of
 from mlmodel_runtime.server.errors import InvalidInput
 

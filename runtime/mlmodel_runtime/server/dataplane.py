@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import threading
 from collections.abc import Callable
+from concurrent.futures import Future
 from typing import Any
 
 from mlmodel_runtime.backends.loading import LoadedModel
@@ -78,32 +78,26 @@ class DataPlane:
         self.metrics.load_duration.set(model.load_seconds)
         log.info("model ready", extra={"batching": batcher.batching, "max_batch_size": max_batch_size})
 
-    def load_in_background(
+    def attach_when_loaded(
         self,
-        loader: Callable[[], LoadedModel],
+        loading: Future[LoadedModel],
         on_failure: Callable[[BaseException], None],
         on_ready: Callable[[], None] | None = None,
-    ) -> threading.Thread:
-        """Run `loader` in a thread; attach its model on this loop (then call `on_ready`), or report its failure."""
+    ) -> None:
+        """When the loader's future is done: attach its model on this loop (then `on_ready`), or report."""
         loop = asyncio.get_running_loop()
 
-        def attach(model: LoadedModel) -> None:
-            self.attach(model)
+        def finish(done: Future[LoadedModel]) -> None:
+            exc = done.exception()
+            if exc is not None:
+                self.failure = exc
+                on_failure(exc)
+                return
+            self.attach(done.result())
             if on_ready is not None:
                 on_ready()
 
-        def run() -> None:
-            try:
-                model = loader()
-            except BaseException as exc:
-                self.failure = exc
-                loop.call_soon_threadsafe(on_failure, exc)
-                return
-            loop.call_soon_threadsafe(attach, model)
-
-        thread = threading.Thread(target=run, name="model-loader", daemon=True)
-        thread.start()
-        return thread
+        loading.add_done_callback(lambda done: loop.call_soon_threadsafe(finish, done))
 
     def start_draining(self) -> None:
         """Stop reporting ready (SIGTERM); requests that reach us are still served."""

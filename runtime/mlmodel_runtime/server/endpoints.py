@@ -17,6 +17,10 @@ import zlib
 from typing import Any
 
 import orjson
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response
+from starlette.types import ASGIApp, Receive, Scope, Send
+
 from mlmodel_runtime.server.dataplane import DataPlane
 from mlmodel_runtime.server.errors import (
     InvalidInput,
@@ -25,9 +29,6 @@ from mlmodel_runtime.server.errors import (
     UnsupportedEncoding,
     status_for,
 )
-from starlette.requests import ClientDisconnect, Request
-from starlette.responses import Response
-from starlette.types import ASGIApp, Receive, Scope, Send
 
 log = logging.getLogger(__name__)
 

@@ -6,8 +6,9 @@ protocol's `{"error": "..."}` body with the status from `STATUS` (nearest class 
 
 from __future__ import annotations
 
-from mlmodel_runtime.backends.errors import InferenceError
 from starlette.requests import ClientDisconnect
+
+from mlmodel_runtime.backends.errors import InferenceError
 
 
 class ServingError(Exception):

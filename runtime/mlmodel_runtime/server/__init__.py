@@ -1,0 +1,1 @@
+"""The Open Inference Protocol (V2) REST server: app, endpoints, data plane, codec, error table."""
