@@ -270,7 +270,7 @@ def run_startup(quick: bool) -> dict[str, Any]:
     from boto3.s3.transfer import TransferConfig
     from mlmodel_runtime.packing import pack
 
-    repeats = 1 if quick else 3
+    repeats = 2 if quick else 3
     env = object_store_env()
     work = Path(tempfile.mkdtemp(prefix="mlmodel-bench-start-"))
     pkg = work / "big"

@@ -104,3 +104,16 @@ def test_log_lines_are_json_with_model_revision_extras_and_exceptions() -> None:
     assert first["time"].endswith("Z")
     assert second["level"] == "error"
     assert "ValueError: boom" in second["exception"]
+
+
+def test_download_progress_is_logged_with_bytes_and_rate(caplog: pytest.LogCaptureFixture) -> None:
+    from mlmodel_runtime.fetch import ProgressLog
+
+    progress = ProgressLog("s3://b/p/", every_s=0.0)
+    with caplog.at_level(logging.INFO, logger="mlmodel_runtime.fetch"):
+        progress(1 << 20)
+        progress(3 << 20)
+    assert progress.bytes == 4 << 20
+    records = [r for r in caplog.records if r.getMessage() == "downloading"]
+    assert [r.__dict__["bytes"] for r in records] == [1 << 20, 4 << 20]
+    assert all(r.__dict__["uri"] == "s3://b/p/" and r.__dict__["mib_per_s"] > 0 for r in records)
