@@ -36,8 +36,11 @@ EXIT_LOST_LEASE = 3
 STORAGE_PREFIX = "serving.mlmodel.io"
 
 
-def kopf_settings(config: OperatorConfig) -> kopf.OperatorSettings:
+def kopf_settings(config: OperatorConfig, namespaces: list[str] | None = None) -> kopf.OperatorSettings:
     settings = kopf.OperatorSettings()
+    # kopf's scanning watches namespaces (to resolve globs) and CRDs cluster-wide: RBAC the chart does not
+    # grant. Exact namespaces, or all of them, need no scanning; only globs (e.g. `team-*`) do.
+    settings.scanning.disabled = not any(set(ns) & set("*?[") for ns in namespaces or [])
     settings.posting.enabled = False  # the reconcile posts the events worth reading
     settings.persistence.finalizer = f"{STORAGE_PREFIX}/kopf-finalizer"  # needed by kopf's timers
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=STORAGE_PREFIX)
@@ -114,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
         asyncio.run(
             kopf.operator(
                 registry=registry,
-                settings=kopf_settings(config),
+                settings=kopf_settings(config, namespaces),
                 clusterwide=not namespaces,
                 namespaces=namespaces,
                 standalone=True,

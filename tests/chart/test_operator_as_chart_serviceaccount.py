@@ -1,0 +1,125 @@
+"""The chart's RBAC is enough: the operator runs with the chart's ServiceAccount (a kubeconfig holding only
+its token) and the chart's own configuration file, watching a list of namespaces (so it has Roles there,
+no ClusterRole), and takes a model through a full reconcile (Ready on the GPU pool) and an automatic
+rollback, with leader election on its Lease, and without a single Forbidden from the API server."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.chart.conftest import Helm
+from tests.operator.cluster import OperatorProcess, Packages, mlmodel, wait_condition
+from tests.operator.conftest import FAILURE_DETECTION, REPO, crd
+from tests.support.kube import Kubectl
+from tests.support.waiting import wait_for
+
+pytestmark = [pytest.mark.cluster, pytest.mark.objectstore, pytest.mark.slow]
+__all__ = ["crd"]
+CHART = "charts/mlmodel-operator"
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _token_kubeconfig(admin: Path, token: str, path: Path) -> Path:
+    """A kubeconfig for the same API server that authenticates with the ServiceAccount token only."""
+    cluster = yaml.safe_load(admin.read_text())["clusters"][0]
+    path.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "clusters": [cluster],
+        "users": [{"name": "operator", "user": {"token": token}}],
+        "contexts": [{"name": "operator", "context": {"cluster": cluster["name"], "user": "operator"}}],
+        "current-context": "operator",
+    }))
+    return path
+
+
+@pytest.fixture
+def served(kubectl: Kubectl, namespace: str) -> Iterator[str]:
+    name = f"{namespace}-models"
+    kubectl.run("create", "namespace", name)
+    wait_for(lambda: kubectl.run("get", "serviceaccount", "default", "-n", name, check=False).returncode == 0,
+             30, f"the default ServiceAccount of {name}")
+    yield name
+    kubectl.run("delete", "namespace", name, "--wait=false", check=False)
+
+
+@pytest.fixture
+def operator_as_sa(
+    crd: None, kubectl: Kubectl, helm: Helm, namespace: str, release: str, served: str, kubeconfig: Path,
+    s3_env: dict[str, str], tmp_path: Path,
+) -> Iterator[OperatorProcess]:
+    helm("install", release, CHART, "-n", namespace, "--set", f"config.watch.namespaces={{{served}}}")
+    sa = f"{release}-mlmodel-operator"
+    assert kubectl.run("get", "clusterrole", sa, check=False).returncode != 0, "namespaced: no ClusterRole"
+
+    # The chart's own config file, with only what differs here: this store, free ports, fast detection.
+    configmap = kubectl.json("get", "configmap", f"{sa}-config", "-n", namespace)
+    config: dict[str, Any] = yaml.safe_load(configmap["data"]["config.yaml"])
+    assert config["leaderElection"]["leaseNamespace"] == namespace
+    metrics_port, health_port = _free_port(), _free_port()
+    config |= {
+        "objectStore": {"endpoint": s3_env["AWS_ENDPOINT_URL"], "region": s3_env["AWS_REGION"]},
+        "resync": {"intervalSeconds": 2.0, "retryDelaySeconds": 1.0},
+        "failureDetection": FAILURE_DETECTION,
+        "metricsPort": metrics_port,
+        "healthPort": health_port,
+    }
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    token = kubectl.run("create", "token", sa, "-n", namespace, "--duration=1h").stdout.strip()
+    sa_kubeconfig = _token_kubeconfig(kubeconfig, token, tmp_path / "sa.kubeconfig")
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "KUBECONFIG"))}
+    env |= {"KUBECONFIG": str(sa_kubeconfig), "POD_NAME": "operator-0", "POD_NAMESPACE": namespace}
+    log_file = tmp_path / "operator.log"
+    with open(log_file, "wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "mlmodel_operator", "--config", str(tmp_path / "config.yaml")],
+                                cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+    running = OperatorProcess(proc, log_file, metrics_port, health_port)
+    try:
+        wait_for(running.healthy, 60, f"the operator to answer /healthz (log: {log_file})")
+        yield running
+    finally:
+        kubectl.run("delete", "mlmodels", "--all", "-n", served, "--timeout=60s", check=False)
+        running.stop()
+
+
+def test_reconcile_and_rollback_with_the_charts_rbac(
+    operator_as_sa: OperatorProcess, kubectl: Kubectl, served: str, s3: Any, bucket: str,
+    s3_env: dict[str, str], tmp_path: Path,
+) -> None:
+    kubectl.run("create", "secret", "generic", "models-s3", "-n", served,
+                f"--from-literal=AWS_ACCESS_KEY_ID={s3_env['AWS_ACCESS_KEY_ID']}",
+                f"--from-literal=AWS_SECRET_ACCESS_KEY={s3_env['AWS_SECRET_ACCESS_KEY']}")
+    packages = Packages(s3, bucket, tmp_path / "packages")
+    packages.folder.mkdir()
+    kubectl.apply(mlmodel("m", packages.onnx("m/1", seed=1), nodePool="gpu", resources={"gpu": 1}), served)
+    ready = wait_condition(kubectl, served, "m", "Ready", timeout=90)
+    assert ready["status"]["revision"] == 1
+    pods = kubectl.json("get", "pods", "-n", served)["items"]
+    assert pods
+    assert all(p["spec"]["nodeName"].startswith("gpu-") for p in pods)
+
+    broken = {"spec": {"source": {"uri": packages.onnx("m/2", seed=2)},
+                       "podMetadata": {"labels": {"mlmodel.io/simulate": "crashloop"}}}}
+    kubectl.run("patch", "mlmodel", "m", "-n", served, "--type=merge", "-p", json.dumps(broken))
+    rolled = wait_condition(kubectl, served, "m", "RolledBack", timeout=120)
+    assert rolled["status"]["revision"] == 1
+    assert rolled["status"]["desiredRevision"] == 2
+
+    log = operator_as_sa.log_file.read_text(errors="replace")
+    assert "Forbidden" not in log, "the operator hit an RBAC refusal:\n" + operator_as_sa.log_tail()
+    assert " 403" not in log
