@@ -189,8 +189,7 @@ class Demo:
         self.k("patch", "mlmodel", MODEL, "-n", NAMESPACE, "--type=merge", "-p", json.dumps(patch))
         self.k("wait", "-n", NAMESPACE, f"mlmodel/{MODEL}", "--for=condition=RolledBack", "--timeout=180s")
         self.k("get", "mlm", "-n", NAMESPACE)
-        history = self.model()["status"].get("history", [])
-        print(yaml.safe_dump({"status.history": history}, sort_keys=False))
+        show([str(BIN / "mlmodel"), "history", MODEL, "-n", NAMESPACE, "--kubeconfig", str(self.layout.kubeconfig)])
         self.k("get", "events", "-n", NAMESPACE, "--field-selector", f"involvedObject.name={MODEL}",
                "--sort-by=.lastTimestamp")
         step("Operator metrics")

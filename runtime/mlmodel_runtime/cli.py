@@ -357,8 +357,9 @@ def history_command(
                     "desiredRevision": status.get("desiredRevision"), "history": history})
         return
     table = Table(title=f"MLModel {ns}/{name}", title_justify="left")
-    for column in ("REVISION", "OUTCOME", "CREATED", "DIGEST", "URI", "REASON"):
-        table.add_column(column)
+    for column in ("REVISION", "OUTCOME", "CREATED", "DIGEST", "URI"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("REASON", overflow="fold")
     for entry in history:
         outcome = str(entry.get("outcome", ""))
         serving = " *" if entry.get("revision") == status.get("revision") else ""
@@ -370,7 +371,7 @@ def history_command(
             str(entry.get("uri", "")),
             ": ".join(str(x) for x in (entry.get("reason"), entry.get("message")) if x),
         )
-    out.print(table)
+    out.print(table, width=None if out.is_terminal else 200)  # a pipe or a log gets the whole line
     if not history:
         err.print("no revisions recorded yet (the operator has not served this model)")
     else:
