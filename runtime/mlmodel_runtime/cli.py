@@ -371,7 +371,8 @@ def history_command(
             str(entry.get("uri", "")),
             ": ".join(str(x) for x in (entry.get("reason"), entry.get("message")) if x),
         )
-    out.print(table, width=None if out.is_terminal else 200)  # a pipe or a log gets the whole line
+    # A pipe or a log gets whole lines, not a table squeezed to rich's 80-column default.
+    (out if out.is_terminal else Console(width=200, highlight=False)).print(table)
     if not history:
         err.print("no revisions recorded yet (the operator has not served this model)")
     else:
