@@ -200,10 +200,12 @@ class Bench:
         log(f"namespace {name} still terminating after {timeout:.0f}s")
 
     @contextmanager
-    def operator_process(self, folder: Path) -> Iterator[tuple[int, int]]:
+    def operator_process(self, folder: Path, overrides: dict[str, Any] | None = None) -> Iterator[tuple[int, int]]:
+        """The operator with the local cluster's configuration (plus `overrides`), its namespaces removed after."""
         cfg = yaml.safe_load(self.layout.operator_config.read_text())
         metrics_port, health_port = free_port(), free_port()
-        cfg.update({"metricsPort": metrics_port, "healthPort": health_port})
+        cfg.update({"metricsPort": metrics_port, "healthPort": health_port, **(overrides or {})})
+        folder.mkdir(parents=True, exist_ok=True)
         path = folder / "operator.yaml"
         path.write_text(yaml.safe_dump(cfg))
         load_config(path)  # fail here, not in the subprocess, on a bad file
