@@ -1,7 +1,7 @@
 """A real operator process on the local cluster: a valid ONNX package becomes a Deployment on the GPU pool
 (pods on GPU nodes, Ready, `kubectl wait --for=condition=Ready` returns, printer columns show revision and
 URL); a second package rolls out a new revision that becomes Ready with the new digest; `kubectl scale`
-scales the Deployment; deleting the MLModel removes everything it created."""
+scales the Deployment; deleting the MLModel removes everything it created, and its per-model metrics."""
 
 from __future__ import annotations
 
@@ -83,6 +83,10 @@ def test_scale_then_delete_leaves_nothing(
     assert scale["status"]["replicas"] == 3
     assert scale["status"]["selector"] == "app.kubernetes.io/instance=scaled,app.kubernetes.io/name=mlmodel-runtime"
 
+    model_labels = {"namespace": namespace, "name": "scaled"}
+    assert operator.metric("mlmodel_operator_model_condition", condition="Ready", status="True", **model_labels) == 1
+    assert operator.metric("mlmodel_operator_model_serving_revision_info", revision="1", **model_labels) == 1
+    assert operator.metric("mlmodel_operator_leader") == 1  # no election: this replica reconciles
     kubectl.run("delete", "mlmodel", "scaled", "-n", namespace, "--timeout=60s")
 
     def leftovers() -> list[str]:
@@ -91,3 +95,5 @@ def test_scale_then_delete_leaves_nothing(
         return found
 
     wait_for(lambda: not leftovers(), 60, "the garbage collector to remove what the MLModel owned")
+    assert operator.metric("mlmodel_operator_model_condition", **model_labels) == 0
+    assert operator.metric("mlmodel_operator_model_serving_revision_info", **model_labels) == 0
