@@ -1,8 +1,9 @@
 """Evidence that a revision being rolled out failed (plan.evidence, pure, the clock as an argument), as a table:
 unschedulable within and beyond its grace period; restarts below and at the crash-loop threshold; a runtime
 package exit code (fails at the first restart); a container not started after its startup probe's budget, or
-stopped after running for the whole budget; running but never ready, within and beyond the limit; image pull
-errors that last; the Deployment's progress deadline; pods of other revisions and pods being deleted ignored."""
+stopped after running for the whole budget (not after serving for an hour); running but never ready, within
+and beyond the limit; image pull errors that last; the Deployment's progress deadline; pods of other revisions
+and pods being deleted ignored."""
 
 from __future__ import annotations
 
@@ -72,6 +73,8 @@ CASES: dict[str, tuple[list[dict[str, Any]], dict[str, Any] | None, str | None, 
     "startup probe within budget": ([pod(container(0, state={"running": {"startedAt": ago(65)}}))], None, None, ""),
     "stopped after the whole startup budget": ([pod(container(1, last=crashed(137, ran=61)))], None,
                                                "StartupTimeout", "stopped after 61s"),
+    "stopped after serving for an hour (liveness)": ([pod(container(1, last=crashed(137, ran=3600)))], None,
+                                                     None, ""),
     "never ready beyond the limit": (
         [pod(container(0, state={"running": {"startedAt": ago(100)}}, started=True, ready_since=90))], None,
         "NeverReady", "not ready for 90s"),

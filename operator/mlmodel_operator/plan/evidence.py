@@ -30,6 +30,9 @@ PERMANENT_EXIT_CODES: Mapping[int, str] = {
     15: "FormatNotAllowed",
 }
 
+# After the startup probe's last failure, the kubelet stops the container within its termination grace period.
+STOP_WINDOW_SECONDS = 60.0
+
 STUCK_WAITING_REASONS = frozenset({"ImagePullBackOff", "ErrImagePull", "InvalidImageName",
                                    "CreateContainerConfigError", "CreateContainerError"})
 
@@ -115,11 +118,14 @@ def _container_failure(
                 f"{where} has not passed its startup probe after {ran:.0f}s (budget {budget:.0f}s)",
             )
         started, finished = parse_time(last.get("startedAt")), parse_time(last.get("finishedAt"))
-        if restarts >= 1 and started and finished and (finished - started).total_seconds() >= budget:
+        ran_before = (finished - started).total_seconds() if started and finished else None
+        # Killed by the kubelet when the budget ran out: it ran for the budget, plus at most the termination
+        # grace period (a container that served for hours and was then killed is not a startup failure).
+        if restarts >= 1 and ran_before is not None and budget - 1 <= ran_before <= budget + STOP_WINDOW_SECONDS:
             return RevisionFailure(
                 "StartupTimeout",
-                f"{where} was stopped after {(finished - started).total_seconds():.0f}s without passing its "
-                f"startup probe (budget {budget:.0f}s), {_exit(last)}",
+                f"{where} was stopped after {ran_before:.0f}s, its startup probe's budget ({budget:.0f}s), "
+                f"{_exit(last)}",
             )
     if restarts >= limits.crash_loop_restarts:
         return RevisionFailure("CrashLoop", f"{where} restarted {restarts} times, last {_exit(last)}")
