@@ -38,7 +38,8 @@ class OperatorMetrics:
         )
         self.validations = Counter(
             "mlmodel_operator_package_validations_total",
-            "Package validations by result (valid, or the failure reason).",
+            "Package validations by result: valid (hashed what the digest cache lacked), reused (recognized by its "
+            "digest from the model's history, nothing hashed) or the failure reason.",
             ["result"],
             registry=registry,
         )
