@@ -3,7 +3,8 @@ rolled back automatically (and the same decision after an operator restart, befo
 applied); the retry annotation; autoRollback off; a failed first revision (and Kubernetes completing it later);
 revision 3 after a failed 2; a revert of the spec during a rollout; spec.rollbackTo of an earlier revision
 and its completion; a bad package while a rollout fails; success winning over evidence; a status written by an
-older operator; and the history bound (never dropping the serving or the asked-for revision)."""
+older operator; and the history bound, in entries and bytes (never dropping the serving or the asked-for
+revision)."""
 
 from __future__ import annotations
 
@@ -172,3 +173,7 @@ def test_trim_never_drops_the_serving_revision() -> None:
     assert short(trim(history, 1, keep=[])) == "1S"
     assert short(trim(history, 2, keep=[4])) == "1S 4F"
     assert short(trim(history, 10, keep=[])) == "1S 2U 3U 4F"
+    # Bounded in bytes too (entries carry their pod metadata): the oldest go first.
+    sizes = [len(entry.model_dump_json(by_alias=True, exclude_none=True)) for entry in history]
+    assert short(trim(history, 10, keep=[], max_bytes=sum(sizes) - sizes[1])) == "1S 3U 4F"
+    assert short(trim(history, 10, keep=[], max_bytes=1)) == "1S"

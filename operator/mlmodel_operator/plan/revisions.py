@@ -112,15 +112,24 @@ def serve(history: Sequence[HistoryEntry], record: RevisionRecord) -> tuple[Hist
     return put(out, entry_of(record.model_copy(update={"created_at": created}), "Serving"))
 
 
-def trim(history: Sequence[HistoryEntry], limit: int, keep: Iterable[int | None]) -> tuple[HistoryEntry, ...]:
-    """At most `limit` entries: the oldest go first, never the serving one nor those in `keep`."""
+# The history lives in the MLModel's status, and an object must fit in etcd (1.5 MiB by default): entries
+# carry their pod metadata, which may be large, so the history is bounded in bytes too.
+MAX_HISTORY_BYTES = 256 * 1024
+
+
+def trim(
+    history: Sequence[HistoryEntry], limit: int, keep: Iterable[int | None], max_bytes: int = MAX_HISTORY_BYTES
+) -> tuple[HistoryEntry, ...]:
+    """At most `limit` entries and about `max_bytes` of JSON: the oldest go first, never the serving one nor
+    those in `keep`."""
     protected = {n for n in keep if n is not None}
     serving = serving_entry(history)
     if serving is not None:
         protected.add(serving.revision)
+    sizes = {entry.revision: len(entry.model_dump_json(by_alias=True, exclude_none=True)) for entry in history}
     out = list(history)
     for entry in list(out):
-        if len(out) <= limit:
+        if len(out) <= limit and sum(sizes[e.revision] for e in out) <= max_bytes:
             break
         if entry.revision not in protected:
             out.remove(entry)
