@@ -188,6 +188,7 @@ class Demo:
         patch = {"spec": {"source": {"uri": uri2}, "podMetadata": {"labels": {"mlmodel.io/simulate": "crashloop"}}}}
         self.k("patch", "mlmodel", MODEL, "-n", NAMESPACE, "--type=merge", "-p", json.dumps(patch))
         self.k("wait", "-n", NAMESPACE, f"mlmodel/{MODEL}", "--for=condition=RolledBack", "--timeout=180s")
+        self.k("wait", "-n", NAMESPACE, f"mlmodel/{MODEL}", "--for=condition=Reconciling=False", "--timeout=120s")
         self.k("get", "mlm", "-n", NAMESPACE)
         show([str(BIN / "mlmodel"), "history", MODEL, "-n", NAMESPACE, "--kubeconfig", str(self.layout.kubeconfig)])
         self.k("get", "events", "-n", NAMESPACE, "--field-selector", f"involvedObject.name={MODEL}",

@@ -102,6 +102,7 @@ def test_standby_takes_over_a_rollout_when_the_leader_dies(
     first = wait_condition(kubectl, namespace, "m", "Ready", timeout=90)
     assert a.metric(WRITES) > 0, "the leader serves the model"
     assert b.metric(WRITES) == 0, "the standby never writes while the leader holds the Lease"
+    assert (a.metric("mlmodel_operator_leader"), b.metric("mlmodel_operator_leader")) == (1, 0)
 
     # A new revision, and the leader dies at once (SIGKILL: no release of the Lease, no clean-up).
     kubectl.run("patch", "mlmodel", "m", "-n", namespace, "--type=merge",
@@ -122,6 +123,7 @@ def test_standby_takes_over_a_rollout_when_the_leader_dies(
 
     done = wait_for(rolled_out, 60, "the standby to finish the rollout to the new package")
     assert b.metric(WRITES) > 0
+    assert b.metric("mlmodel_operator_leader") == 1
     assert done["status"]["revision"] > first["status"]["revision"]
     deployments = kubectl.json("get", "deployments", "-n", namespace)["items"]
     assert [d["metadata"]["name"] for d in deployments] == ["m"]
