@@ -17,7 +17,7 @@ help: ## list the targets
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[runtime,onnx,torch,dev]'
+	$(PY) -m pip install -q -e '.[runtime,onnx,torch,pickle,dev]'
 	@rm -f $(VENV)/.installed-* && touch $@
 
 venv: $(STAMP) ## create or update the virtualenv in .venv/ (operator, runtime, CLI, test tools)

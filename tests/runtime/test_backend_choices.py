@@ -42,8 +42,7 @@ def test_formats_pickle_only_when_allowed() -> None:
     assert resolve_format("onnx", "torch-export", allow_pickle=False) == "torch-export"
     with pytest.raises(FormatNotAllowed, match="MLMODEL_ALLOW_PICKLE=true"):
         resolve_format("joblib", "", allow_pickle=False)
-    with pytest.raises(FormatUnsupported, match="no backend"):
-        resolve_format("joblib", "", allow_pickle=True)
+    assert resolve_format("joblib", "", allow_pickle=True) == "joblib"
     with pytest.raises(FormatUnsupported, match="'tensorflow' is not supported"):
         resolve_format("onnx", "tensorflow", allow_pickle=False)
 

@@ -30,6 +30,10 @@ def load_backend(
             intra_op_threads=intra_op_threads,
             inter_op_threads=inter_op_threads,
         )
+    if format == "joblib":
+        from mlmodel_runtime.backends.joblib import JoblibBackend
+
+        return JoblibBackend(path, signature, device=device)
     if format in ("torchscript", "torch-export"):
         from mlmodel_runtime.backends.torch import TorchBackend
 

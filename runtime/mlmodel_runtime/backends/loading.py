@@ -58,8 +58,6 @@ def resolve_format(metadata_format: str, override: str, allow_pickle: bool) -> s
             f"format {name!r} is pickle-based and can run code when loaded; "
             "set allowPickle / MLMODEL_ALLOW_PICKLE=true to serve it"
         )
-    if fmt.is_pickle:
-        raise FormatUnsupported(f"format {name!r} is allowed but this runtime build has no backend for it")
     return fmt.value
 
 
