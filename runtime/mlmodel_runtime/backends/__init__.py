@@ -7,7 +7,7 @@ from pathlib import Path
 from mlmodel_runtime.backends.base import Backend, Signature
 from mlmodel_runtime.backends.errors import ModelLoadError
 
-FORMATS = ("onnx", "torchscript", "torch-export")
+FORMATS = ("onnx", "torchscript", "torch-export", "joblib")
 
 
 def load_backend(
