@@ -8,28 +8,13 @@ from mlmodel_operator.config import OperatorConfig
 from mlmodel_operator.render import RenderInput
 from mlmodel_operator.spec import HistoryEntry, MLModel, Outcome, PackageStatus, RevisionRecord, RevisionSettings
 
+from hack.localcluster import local_operator_config
+
 IMAGE = "ghcr.io/mlmodel-operator/runtime:0.1.0"
 DIGEST = "sha256:" + "ab" * 32
 
-# The shape `make cluster-up` writes to .local/operator/config.yaml.
-LOCAL_CONFIG: dict[str, Any] = {
-    "nodePools": [
-        {
-            "name": "gpu-a100",
-            "default": True,
-            "nodeSelector": {"pool": "gpu-a100"},
-            "gpuResourceName": "nvidia.com/gpu",
-            "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
-        },
-        {"name": "cpu", "nodeSelector": {"pool": "cpu"}},
-    ],
-    "runtimeImages": {"onnx": IMAGE, "torchscript": IMAGE + "-torch", "torch-export": IMAGE + "-torch"},
-    "defaultResources": {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"memory": "2Gi"}},
-    "allowedFormats": ["onnx", "torchscript", "torch-export"],
-    "allowPickle": False,
-    "objectStore": {"endpoint": "http://127.0.0.1:8333", "region": "us-east-1"},
-    "watch": {"namespaces": []},
-}
+# What `make cluster-up` writes to .local/operator/config.yaml (tests set their own object store).
+LOCAL_CONFIG: dict[str, Any] = local_operator_config("http://127.0.0.1:8333", "us-east-1")
 
 
 def config(**overrides: Any) -> OperatorConfig:
