@@ -317,7 +317,7 @@ NamespaceOpt = Annotated[
 KubeconfigOpt = Annotated[
     str | None, typer.Option("--kubeconfig", help="default: KUBECONFIG or ~/.kube/config", show_default=False)
 ]
-OUTCOME_STYLE = {"Serving": "green", "Superseded": "dim", "Failed": "red", "RolledBack": "yellow"}
+OUTCOME_STYLE = {"Serving": "green", "Superseded": "dim", "Failed": "red", "RolledBack": "yellow", "RollingOut": "cyan"}
 
 
 @contextmanager
@@ -354,12 +354,16 @@ def history_command(
     history = _history(model)
     if output is Output.JSON:
         _emit_json({"ok": True, "name": name, "namespace": ns, "revision": status.get("revision"),
-                    "desiredRevision": status.get("desiredRevision"), "history": history})
+                    "desiredRevision": status.get("desiredRevision"), "rollout": status.get("rollout"),
+                    "history": history})
         return
     table = Table(title=f"MLModel {ns}/{name}", title_justify="left")
     for column in ("REVISION", "OUTCOME", "CREATED", "DIGEST", "URI"):
         table.add_column(column, no_wrap=True)
     table.add_column("REASON", overflow="fold")
+    rollout = status.get("rollout")
+    if rollout:  # a revision being rolled out is not in the history until it serves or fails
+        history = [*history, {**rollout, "outcome": "RollingOut"}]
     for entry in history:
         outcome = str(entry.get("outcome", ""))
         serving = " *" if entry.get("revision") == status.get("revision") else ""

@@ -30,6 +30,7 @@ def _entry(revision: int, outcome: str, **extra: str) -> dict[str, Any]:
             "settings": {"source": {"uri": uri, "credentialsSecret": "models-s3"}}, "outcome": outcome, **extra}
 
 
+ROLLOUT = {k: v for k, v in _entry(3, "").items() if k != "outcome"}
 HISTORY = [_entry(1, "Serving"),
            _entry(2, "Failed", reason="CrashLoop", message="revision 2: container restarted 4 times")]
 
@@ -44,7 +45,7 @@ def model(crd: None, kubectl: Kubectl, namespace: str) -> dict[str, Any]:
     body = {"apiVersion": "serving.mlmodel.io/v1alpha1", "kind": "MLModel", "metadata": {"name": "m"},
             "spec": {"source": {"uri": "s3://models/m/2/", "credentialsSecret": "models-s3"}, "replicas": 2}}
     kubectl.apply(yaml.safe_dump(body), namespace)
-    status = {"status": {"revision": 1, "desiredRevision": 2, "history": HISTORY}}
+    status = {"status": {"revision": 1, "desiredRevision": 2, "history": HISTORY, "rollout": ROLLOUT}}
     kubectl.run("patch", "mlmodel", "m", "-n", namespace, "--subresource=status", "--type=merge",
                 "-p", json.dumps(status))
     got: dict[str, Any] = kubectl.json("get", "mlmodel", "m", "-n", namespace)
@@ -58,11 +59,13 @@ def test_history_shows_revisions(model: dict[str, Any], kubeconfig: Path, namesp
     data = json.loads(res.stdout)
     assert (data["revision"], data["desiredRevision"]) == (1, 2)
     assert data["history"] == HISTORY
+    assert data["rollout"] == ROLLOUT
 
     text = _cli(kubeconfig, "history", "m", "-n", namespace)
     assert text.returncode == 0, text.stderr
     assert "Failed" in text.stdout
     assert "CrashLoop" in text.stdout
+    assert "RollingOut" in text.stdout, "the revision in progress is shown after the history"
     assert "serving: revision 1" in text.stderr
 
 
