@@ -113,8 +113,8 @@ class Demo:
         log = self.work / f"{name}.log"
         with open(log, "wb") as out:
             proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=REPO)
-        print(f"{DIM}started {name} (pid {proc.pid}, log {os.path.relpath(log, REPO)}){RESET}")
         try:
+            print(f"{DIM}started {name} (pid {proc.pid}, log {os.path.relpath(log, REPO)}){RESET}")
             yield proc
         finally:
             proc.send_signal(signal.SIGTERM)
