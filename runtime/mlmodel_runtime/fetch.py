@@ -11,6 +11,7 @@ same digest, e.g. from the init container, is reused).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -120,16 +121,7 @@ def fetch(settings: FetchSettings) -> ValidatedPackage:
             "fetch_s": round(time.monotonic() - started, 3),
         },
     )
-    return ValidatedPackage(
-        uri=package.uri,
-        digest=package.digest,
-        manifest=package.manifest,
-        metadata=package.metadata,
-        format=package.format,
-        total_size=package.total_size,
-        warnings=package.warnings,
-        path=path,
-    )
+    return dataclasses.replace(package, path=path)
 
 
 def run_fetch(settings: FetchSettings) -> int:

@@ -14,6 +14,7 @@ fetch replaces it. A complete copy with the same digest is reused without downlo
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import json
 import os
@@ -119,16 +120,7 @@ def _reuse(
         return None
     fmt = format_override or found.metadata.format
     check_format(fmt, allow_pickle=allow_pickle, allowed_formats=allowed_formats)
-    return ValidatedPackage(
-        uri=found.uri,
-        digest=found.digest,
-        manifest=found.manifest,
-        metadata=found.metadata,
-        format=fmt,
-        total_size=found.total_size,
-        warnings=found.warnings,
-        path=found.path,
-    )
+    return dataclasses.replace(found, format=fmt)
 
 
 def fetch_source(
@@ -180,16 +172,7 @@ def fetch_source(
         if final.exists():
             shutil.rmtree(final)  # left by a fetch that died before writing its marker
         os.rename(partial, final)
-        fetched = ValidatedPackage(
-            uri=source.uri,
-            digest=local.digest,
-            manifest=local.manifest,
-            metadata=local.metadata,
-            format=local.format,
-            total_size=local.total_size,
-            warnings=local.warnings,
-            path=final,
-        )
+        fetched = dataclasses.replace(local, uri=source.uri, path=final)
         _write_marker(model_dir, fetched)
         return fetched
 
