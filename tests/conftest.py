@@ -17,6 +17,7 @@ import pytest
 
 from hack.localcluster import Layout, down, status, up
 from hack.localcluster.layout import read_env_file
+from tests.support.audit import AuditLog
 from tests.support.kube import Kubectl
 from tests.support.waiting import wait_for
 
@@ -53,6 +54,15 @@ def kubeconfig(request: pytest.FixtureRequest) -> Path:
 @pytest.fixture(scope="session")
 def kubectl(kubeconfig: Path) -> Kubectl:
     return Kubectl(kubeconfig)
+
+
+@pytest.fixture(scope="session")
+def audit_log(kubeconfig: Path) -> AuditLog | None:
+    """The local cluster's audit log of writes; None on a cluster this project did not start."""
+    layout = Layout.default()
+    if kubeconfig.resolve() != layout.kubeconfig.resolve() or not layout.audit_log.exists():
+        return None
+    return AuditLog(layout.audit_log)
 
 
 @pytest.fixture(scope="session")

@@ -120,7 +120,7 @@ def _clean(layout: Layout, component: str) -> None:
         "cluster": (layout.cluster_state, layout.cluster),
         "objectstore": (layout.objectstore_state, layout.objectstore),
     }[component]
-    recorded, _ = procs.load(state_file)
+    recorded, state = procs.load(state_file)
     live = [p for p in recorded if procs.alive(p)]
     if live:
         _log(f"stopping {component}: " + ", ".join(f"{p.name} (pid {p.pid})" for p in live))
@@ -130,11 +130,13 @@ def _clean(layout: Layout, component: str) -> None:
     if strays:
         _log(f"stopping {len(strays)} leftover {component} process(es) from an earlier run: {strays}")
         procs.kill_pids(strays)
+    procs.remove_files(state.get("sockets"))
     state_file.unlink(missing_ok=True)
     if component == "cluster":
         import shutil
 
         shutil.rmtree(layout.cluster / "etcd", ignore_errors=True)
+        layout.audit_log.unlink(missing_ok=True)  # it described the cluster just wiped
 
 
 def local_operator_config(endpoint: str, region: str) -> dict[str, object]:

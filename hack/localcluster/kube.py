@@ -17,6 +17,7 @@ from .layout import REPO, Layout
 from .procs import ClusterError, Proc
 
 STAGES = REPO / "hack" / "cluster" / "kwok-stages.yaml"
+AUDIT_POLICY = REPO / "hack" / "cluster" / "audit-policy.yaml"
 SERVICE_CIDR = "10.96.0.0/16"
 
 GPU_PRODUCT = "NVIDIA-A100-SXM4-80GB"
@@ -165,6 +166,9 @@ class ControlPlane:
                 # The default admission chain of a real cluster (PodSecurity included) is on; NodeRestriction is
                 # not, since there are no kubelets. Privileged pods are allowed unless Pod Security refuses them.
                 "--allow-privileged=true", "--profiling=false", "--endpoint-reconciler-type=none",
+                # Writes to MLModels, Deployments and Services, one JSON line each, synchronously.
+                f"--audit-policy-file={AUDIT_POLICY}", f"--audit-log-path={self.layout.audit_log}",
+                "--audit-log-mode=blocking", "--audit-log-maxsize=200", "--audit-log-maxbackup=1",
                 "--v=1",
             ], self.logs / "kube-apiserver.log")
             started.append(apiserver)

@@ -34,6 +34,10 @@ class Layout:
         return self.cluster / "kubeconfig"
 
     @property
+    def audit_log(self) -> Path:
+        return self.cluster / "audit.log"
+
+    @property
     def cluster_state(self) -> Path:
         return self.cluster / "state.json"
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from . import procs
 from .layout import Layout, read_env_file
-from .procs import ClusterError, Proc
+from .procs import ClusterError, Proc, remove_files
 
 REGION = "us-east-1"
 DEMO_BUCKET = "models"
@@ -76,8 +76,12 @@ class ObjectStore:
         s3, master, volume, filer = (procs.free_port(ports, with_grpc_offset=True) for _ in range(4))
         grpc = {name: procs.free_port(ports) for name in ("master", "volume", "filer", "s3")}
         metrics = procs.free_port(ports)
+        # weed's gRPC servers also listen on /tmp/seaweedfs-<kind>-grpc-<port>.sock (not configurable) and
+        # leave them behind: named in the state so that `down` removes them. Its logs go to weed.log.
+        sockets = [f"/tmp/seaweedfs-{kind}-grpc-{port}.sock" for kind, port in grpc.items()]
         argv = [
-            str(weed_binary()), "server", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+            str(weed_binary()), "-logtostderr", "server", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+            f"-filer.localSocket={self.dir / 'filer.sock'}", f"-s3.localSocket={self.dir / 's3.sock'}",
             f"-master.port={master}", f"-master.port.grpc={grpc['master']}", "-master.telemetry=false",
             "-master.volumeSizeLimitMB=512",
             f"-volume.port={volume}", f"-volume.port.grpc={grpc['volume']}", "-volume.max=64",
@@ -99,12 +103,13 @@ class ObjectStore:
             procs.wait_until(lambda: self._write_probe(client), 60, "the first S3 write", [proc])
         except BaseException:
             procs.stop([proc])
+            remove_files(sockets)
             raise
         tmp = self.layout.objectstore_env.with_suffix(".tmp")
         tmp.write_text("".join(f"{k}={v}\n" for k, v in env.items()))
         tmp.chmod(0o600)
         tmp.replace(self.layout.objectstore_env)
-        return [proc], {"endpoint": env["AWS_ENDPOINT_URL"]}
+        return [proc], {"endpoint": env["AWS_ENDPOINT_URL"], "sockets": sockets}
 
     @staticmethod
     def _write_probe(client) -> bool:  # type: ignore[no-untyped-def]

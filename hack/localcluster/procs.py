@@ -112,6 +112,12 @@ def stop(procs: list[Proc], timeout: float = 15.0) -> None:
             time.sleep(0.05)  # poll
 
 
+def remove_files(paths: object) -> None:
+    """Remove files a stopped process left behind (a list of paths from its state; anything else is ignored)."""
+    for path in paths if isinstance(paths, list) else []:
+        Path(str(path)).unlink(missing_ok=True)
+
+
 def stray_pids(marker: str) -> list[int]:
     """Processes whose command line mentions `marker` (our state folder): left behind by a lost state file."""
     found = []

@@ -35,6 +35,10 @@ def _owner(body: Mapping[str, Any]) -> str | None:
     return None
 
 
+def _rolling_out(status: Mapping[str, Any], **_: Any) -> bool:
+    return bool(status.get("rollout"))
+
+
 def register(registry: kopf.OperatorRegistry, reconciler: Reconciler, config: OperatorConfig) -> None:
     """Register every handler of the operator on `registry`."""
     models: dict[str, Any] = {"group": GROUP, "version": VERSION, "plural": PLURAL, "registry": registry}
@@ -64,9 +68,11 @@ def register(registry: kopf.OperatorRegistry, reconciler: Reconciler, config: Op
         except RetryLater as retry:
             log.warning("%s (the next resync retries)", retry.message)
 
+    # A `when=` callback, not `field="status.rollout"`: kopf adds a filter's field to the essence it diffs for
+    # on.update, so every rollout starting and ending would run the update handler and rewrite kopf's
+    # last-handled-configuration annotation (two writes per rollout, one after the model is Ready).
     @kopf.timer(**models, id="rollout-check", interval=config.failure_detection.check_interval_seconds,
-                initial_delay=config.failure_detection.check_interval_seconds,
-                field="status.rollout", value=kopf.PRESENT)
+                initial_delay=config.failure_detection.check_interval_seconds, when=_rolling_out)
     def rollout_check(namespace: str | None, name: str, **_: Any) -> None:
         try:
             reconciler.reconcile(str(namespace), name, coalesce=True)

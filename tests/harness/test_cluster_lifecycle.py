@@ -1,4 +1,5 @@
-"""`cluster-up` recovers from what a previous run left behind, and `cluster-down` leaves nothing running.
+"""`cluster-up` recovers from what a previous run left behind, and `cluster-down` leaves nothing running
+or lying around.
 
 Runs the project's own tooling on a second, private `.local` folder so the shared cluster is untouched:
 a component killed with SIGKILL is noticed and the cluster restarted; with the state file lost, the processes
@@ -52,3 +53,23 @@ def test_up_recovers_and_down_stops_everything(tmp_path: Path) -> None:
         down(("cluster",), layout)
     assert stray_pids(marker) == []
     assert not layout.cluster_state.exists()
+
+
+def test_objectstore_down_leaves_nothing_behind(tmp_path: Path) -> None:
+    """The object store's logs and sockets stay in its folder, except the gRPC sockets weed always puts in
+    /tmp: those are named in the state file and removed by `down`, with the process."""
+    layout = Layout(tmp_path / "local")
+    marker = str(layout.objectstore) + "/"
+    try:
+        assert up(("objectstore",), layout).objectstore
+        _, state = load(layout.objectstore_state)
+        sockets = [Path(str(s)) for s in state["sockets"]]  # type: ignore[attr-defined]
+        assert sockets
+        assert all(s.is_socket() for s in sockets), sockets
+        assert (layout.objectstore / "s3.sock").is_socket()
+        assert (layout.objectstore / "logs" / "weed.log").stat().st_size > 0
+    finally:
+        down(("objectstore",), layout)
+    assert stray_pids(marker) == []
+    assert [s for s in sockets if s.exists()] == []
+    assert not layout.objectstore_state.exists()
