@@ -313,6 +313,7 @@ class Reconciler:
             created_at=stamp,
             fingerprint=fingerprint,
             settings=RevisionSettings.of(spec),
+            image=draft.runtime_image(),
         )
 
     def _validated_package(self, model: MLModel) -> PackageStatus | _Pending:
@@ -376,6 +377,7 @@ class Reconciler:
             package=target.package(),
             pool=pool,
             revision=target.revision,
+            image=target.image,
         )
         applied: list[str] = []
         # The Deployment first: its pods take longest, the Service only routes to them.

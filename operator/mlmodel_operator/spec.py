@@ -414,6 +414,11 @@ class RevisionRecord(_Model):
     created_at: str = Field(description="When the revision was first rolled out (RFC 3339).")
     fingerprint: str = Field(description="Hash of the revision's pod template without its number.")
     settings: RevisionSettings = Field(description="The spec fields the pod template is rendered from.")
+    image: str | None = Field(
+        default=None,
+        description="The runtime image the revision was rendered with (from the operator's configuration at the "
+        "time), so that rolling back to it also brings back its runtime, e.g. after an upgrade to a broken one.",
+    )
 
     def package(self) -> PackageStatus:
         return PackageStatus(uri=self.uri, digest=self.digest, size=self.size, format=self.format)

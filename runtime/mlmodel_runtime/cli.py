@@ -358,7 +358,7 @@ def history_command(
                     "history": history})
         return
     table = Table(title=f"MLModel {ns}/{name}", title_justify="left")
-    for column in ("REVISION", "OUTCOME", "CREATED", "DIGEST", "URI"):
+    for column in ("REVISION", "OUTCOME", "CREATED", "DIGEST", "URI", "IMAGE"):
         table.add_column(column, no_wrap=True)
     table.add_column("REASON", overflow="fold")
     rollout = status.get("rollout")
@@ -373,6 +373,7 @@ def history_command(
             str(entry.get("createdAt", "")),
             str(entry.get("digest", "")).removeprefix("sha256:")[:12],
             str(entry.get("uri", "")),
+            str(entry.get("image") or "").rsplit("/", 1)[-1],  # name:tag; the registry is in --output json
             ": ".join(str(x) for x in (entry.get("reason"), entry.get("message")) if x),
         )
     # A pipe or a log gets whole lines, not a table squeezed to rich's 80-column default.

@@ -31,8 +31,9 @@ def _entry(revision: int, outcome: str, **extra: str) -> dict[str, Any]:
 
 
 ROLLOUT = {k: v for k, v in _entry(3, "").items() if k != "outcome"}
-HISTORY = [_entry(1, "Serving"),
-           _entry(2, "Failed", reason="CrashLoop", message="revision 2: container restarted 4 times")]
+HISTORY = [_entry(1, "Serving", image="registry.example/mlmodel/runtime:0.1.0"),
+           _entry(2, "Failed", reason="CrashLoop", message="revision 2: container restarted 4 times",
+                  image="registry.example/mlmodel/runtime:0.2.0")]
 
 
 def _cli(kubeconfig: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -65,6 +66,7 @@ def test_history_shows_revisions(model: dict[str, Any], kubeconfig: Path, namesp
     assert text.returncode == 0, text.stderr
     assert "Failed" in text.stdout
     assert "CrashLoop" in text.stdout
+    assert "runtime:0.2.0" in text.stdout, "each revision's runtime image is shown"
     assert "RollingOut" in text.stdout, "the revision in progress is shown after the history"
     assert "serving: revision 1" in text.stderr
 

@@ -51,8 +51,10 @@ FAILURE_DETECTION = {"crashLoopRestarts": 2, "neverReadySeconds": 5, "unschedula
 
 def start_operator(
     folder: Path, kubeconfig: Path, s3_env: dict[str, str], namespaces: list[str], env: dict[str, str] | None = None,
+    config_overrides: dict[str, Any] | None = None,
 ) -> OperatorProcess:
-    """Start `python -m mlmodel_operator` for `namespaces` (globs allowed) and wait for its liveness probe."""
+    """Start `python -m mlmodel_operator` for `namespaces` (globs allowed) and wait for its liveness probe;
+    `config_overrides` replace top-level keys of its configuration file."""
     folder.mkdir(parents=True, exist_ok=True)
     metrics_port, health_port = _free_port(), _free_port()
     config: dict[str, Any] = {
@@ -62,6 +64,7 @@ def start_operator(
         "failureDetection": FAILURE_DETECTION,
         "metricsPort": metrics_port,
         "healthPort": health_port,
+        **(config_overrides or {}),
     }
     config_file = folder / "config.yaml"
     config_file.write_text(yaml.safe_dump(config))

@@ -156,3 +156,18 @@ def test_owner_reference_makes_objects_collectable() -> None:
         assert ref == {"apiVersion": "serving.mlmodel.io/v1alpha1", "kind": "MLModel", "name": "fraud-detector",
                        "uid": "0a1b2c3d-uid", "controller": True, "blockOwnerDeletion": True}
         assert obj["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "mlmodel-operator"
+
+
+def test_a_recorded_image_renders_that_revision_as_it_was() -> None:
+    """A revision keeps the runtime image it was rendered with: rendering it again after the configured image
+    changed (a rollback after an upgrade) gives back its very pod template, hence its ReplicaSet."""
+    then = render_input()
+    recorded = then.runtime_image()
+    upgraded = config(runtimeImages={**then.config.runtime_images, "onnx": "registry.example/runtime:2.0"})
+    now = RenderInput(then.model, upgraded, then.package, then.pool, then.revision)
+    again = RenderInput(then.model, upgraded, then.package, then.pool, then.revision, image=recorded)
+    assert _container(render_deployment(now))["image"] == "registry.example/runtime:2.0"
+    assert template_fingerprint(now) != template_fingerprint(then)
+    assert _container(render_deployment(again))["image"] == recorded
+    assert template_fingerprint(again) == template_fingerprint(then)
+    assert render_deployment(again)["spec"]["template"] == render_deployment(then)["spec"]["template"]

@@ -65,10 +65,9 @@ def _env(inp: RenderInput, revision: int | None) -> list[dict[str, Any]]:
 
 
 def _container(inp: RenderInput, revision: int | None) -> dict[str, Any]:
-    image = inp.config.runtime_images[inp.package.format]  # type: ignore[index]
     return {
         "name": names.CONTAINER_NAME,
-        "image": image,
+        "image": inp.runtime_image(),
         "imagePullPolicy": inp.config.runtime.image_pull_policy,
         "args": ["serve"],
         "env": _env(inp, revision),

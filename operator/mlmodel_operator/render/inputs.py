@@ -17,3 +17,7 @@ class RenderInput:
     package: PackageStatus  # the validated package: digest, size, format
     pool: NodePool  # the resolved node pool (spec.nodePool or the default)
     revision: int  # the operator's revision number for this pod template
+    image: str | None = None  # the revision's recorded runtime image; None: the configured one for its format
+
+    def runtime_image(self) -> str:
+        return self.image or self.config.runtime_images[self.package.format]  # type: ignore[index]
