@@ -18,6 +18,7 @@ from pathlib import Path
 import kopf
 from prometheus_client import CollectorRegistry, start_http_server
 
+from mlmodel_operator import plan
 from mlmodel_operator.adapters import KubeApi, PackageValidator, connect
 from mlmodel_operator.adapters.lease import LeaseElector
 from mlmodel_operator.config import ConfigError, OperatorConfig, load_config
@@ -36,11 +37,12 @@ EXIT_LOST_LEASE = 3
 STORAGE_PREFIX = "serving.mlmodel.io"
 
 
-def kopf_settings(config: OperatorConfig, namespaces: list[str] | None = None) -> kopf.OperatorSettings:
+def kopf_settings(config: OperatorConfig) -> kopf.OperatorSettings:
     settings = kopf.OperatorSettings()
-    # kopf's scanning watches namespaces (to resolve globs) and CRDs cluster-wide: RBAC the chart does not
-    # grant. Exact namespaces, or all of them, need no scanning; only globs (e.g. `team-*`) do.
-    settings.scanning.disabled = not any(set(ns) & set("*?[") for ns in namespaces or [])
+    # kopf's scanning watches namespaces (to resolve its globs) and CRDs cluster-wide: RBAC the chart does not
+    # grant, and a namespace created during its start-up is missed. Patterns are resolved by the handlers'
+    # own namespace filter instead (plan/scope.py), so kopf never scans.
+    settings.scanning.disabled = True
     settings.posting.enabled = False  # the reconcile posts the events worth reading
     settings.persistence.finalizer = f"{STORAGE_PREFIX}/kopf-finalizer"  # needed by kopf's timers
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=STORAGE_PREFIX)
@@ -75,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"mlmodel-operator: {exc}", file=sys.stderr)
         return 2
-    namespaces = args.namespace or config.watch.namespaces
+    scope = plan.WatchScope.of(args.namespace or config.watch.namespaces)
 
     try:
         faults = FaultInjector.from_env()
@@ -92,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     metrics.watch_digest_cache(lambda: (packages.cache.hits, packages.cache.misses))
     reconciler = Reconciler(config, kube, packages, metrics, faults=faults)
     registry = kopf.OperatorRegistry()
-    register(registry, reconciler, config)
+    register(registry, reconciler, config, scope)
 
     elector = None
     if config.leader_election.enabled:
@@ -112,14 +114,14 @@ def main(argv: list[str] | None = None) -> int:
         elector.keep(on_lost=lambda: os._exit(EXIT_LOST_LEASE))
     metrics.leader.set(1)  # the Lease is held, or there is no election
 
-    log.info("serving MLModels in %s", ", ".join(namespaces) if namespaces else "all namespaces")
+    log.info("serving MLModels in %s", scope.describe())
     try:
         asyncio.run(
             kopf.operator(
                 registry=registry,
-                settings=kopf_settings(config, namespaces),
-                clusterwide=not namespaces,
-                namespaces=namespaces,
+                settings=kopf_settings(config),
+                clusterwide=scope.clusterwide,
+                namespaces=scope.kopf_namespaces,
                 standalone=True,
                 liveness_endpoint=f"http://0.0.0.0:{config.health_port}/healthz" if config.health_port else None,
             )

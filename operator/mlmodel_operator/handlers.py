@@ -35,12 +35,20 @@ def _owner(body: Mapping[str, Any]) -> str | None:
     return None
 
 
-def _rolling_out(status: Mapping[str, Any], **_: Any) -> bool:
-    return bool(status.get("rollout"))
+def register(
+    registry: kopf.OperatorRegistry, reconciler: Reconciler, config: OperatorConfig,
+    scope: plan.WatchScope | None = None,
+) -> None:
+    """Register every handler of the operator on `registry`, for the models in `scope`'s namespaces."""
 
+    serves = (scope or plan.WatchScope()).serves
 
-def register(registry: kopf.OperatorRegistry, reconciler: Reconciler, config: OperatorConfig) -> None:
-    """Register every handler of the operator on `registry`."""
+    def served(namespace: str | None, **_: Any) -> bool:
+        return serves(namespace)
+
+    def rolling_out(namespace: str | None, status: Mapping[str, Any], **_: Any) -> bool:
+        return served(namespace) and bool(status.get("rollout"))
+
     models: dict[str, Any] = {"group": GROUP, "version": VERSION, "plural": PLURAL, "registry": registry}
 
     def backoff(error: RetryLater, attempt: int) -> kopf.TemporaryError:
@@ -51,9 +59,9 @@ def register(registry: kopf.OperatorRegistry, reconciler: Reconciler, config: Op
     def login(**kwargs: Any) -> Any:
         return kopf.login_via_client(**kwargs)
 
-    @kopf.on.create(**models, id="reconcile-on-create")
-    @kopf.on.update(**models, id="reconcile-on-update")
-    @kopf.on.resume(**models, id="reconcile-on-resume")
+    @kopf.on.create(**models, id="reconcile-on-create", when=served)
+    @kopf.on.update(**models, id="reconcile-on-update", when=served)
+    @kopf.on.resume(**models, id="reconcile-on-resume", when=served)
     def on_change(namespace: str | None, name: str, retry: int, **_: Any) -> None:
         try:
             _checked(reconciler.reconcile(str(namespace), name))
@@ -61,7 +69,7 @@ def register(registry: kopf.OperatorRegistry, reconciler: Reconciler, config: Op
             raise backoff(error, retry) from None
 
     @kopf.timer(**models, id="resync", interval=config.resync.interval_seconds,
-                initial_delay=config.resync.interval_seconds)
+                initial_delay=config.resync.interval_seconds, when=served)
     def resync(namespace: str | None, name: str, **_: Any) -> None:
         try:
             reconciler.reconcile(str(namespace), name, coalesce=True)
@@ -72,19 +80,19 @@ def register(registry: kopf.OperatorRegistry, reconciler: Reconciler, config: Op
     # on.update, so every rollout starting and ending would run the update handler and rewrite kopf's
     # last-handled-configuration annotation (two writes per rollout, one after the model is Ready).
     @kopf.timer(**models, id="rollout-check", interval=config.failure_detection.check_interval_seconds,
-                initial_delay=config.failure_detection.check_interval_seconds, when=_rolling_out)
+                initial_delay=config.failure_detection.check_interval_seconds, when=rolling_out)
     def rollout_check(namespace: str | None, name: str, **_: Any) -> None:
         try:
             reconciler.reconcile(str(namespace), name, coalesce=True)
         except RetryLater as retry:
             log.info("%s", retry.message)
 
-    @kopf.on.delete(**models, id="forget", optional=True)
+    @kopf.on.delete(**models, id="forget", optional=True, when=served)
     def forget(namespace: str | None, name: str, **_: Any) -> None:
         reconciler.forget(str(namespace), name)
 
     @kopf.on.event("apps", "v1", "deployments", labels={names.LABEL_MANAGED_BY: names.MANAGED_BY},
-                   registry=registry, id="runtime-changed")
+                   registry=registry, id="runtime-changed", when=served)
     def runtime_changed(body: kopf.Body, namespace: str | None, **_: Any) -> None:
         owner = _owner(body)
         if owner is None or namespace is None:

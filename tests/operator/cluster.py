@@ -151,3 +151,18 @@ class Packages:
                 zf.write(path, path.name)
             zf.writestr("../evil.txt", "escaped")
         return upload_file(self.s3, self.bucket, key, archive)
+
+
+def drop_own_namespaces(kubectl: Kubectl, namespaces: list[str], running: list[OperatorProcess]) -> None:
+    """Tear down namespaces served by a test's own operators: the last one, if alive, releases kopf's finalizer
+    of their MLModels; then every operator stops; a finalizer left behind (no operator alive) is removed by hand."""
+    if running and running[-1].proc.poll() is None:
+        for namespace in namespaces:
+            kubectl.run("delete", "mlmodels", "--all", "-n", namespace, "--timeout=60s", check=False)
+    for proc in running:
+        proc.stop()
+    for namespace in namespaces:
+        for name in kubectl.run("get", "mlmodels", "-n", namespace, "-o", "name", check=False).stdout.split():
+            kubectl.run("patch", name, "-n", namespace, "--type=merge", "-p", '{"metadata":{"finalizers":null}}',
+                        check=False)
+        kubectl.run("delete", "namespace", namespace, "--wait=false", check=False)

@@ -18,7 +18,14 @@ from typing import Any
 
 import pytest
 
-from tests.operator.cluster import OperatorProcess, Packages, get_model, mlmodel, wait_condition
+from tests.operator.cluster import (
+    OperatorProcess,
+    Packages,
+    drop_own_namespaces,
+    get_model,
+    mlmodel,
+    wait_condition,
+)
 from tests.operator.conftest import SESSION_PREFIX, start_operator
 from tests.support.kube import Kubectl
 from tests.support.waiting import wait_for
@@ -90,14 +97,7 @@ def _scenario(point: str, kubectl: Kubectl, kubeconfig: Path, s3_env: dict[str, 
         running.append(again)
         return _end_state(kubectl, namespace, again, first_uid)
     finally:
-        if running and running[-1].proc.poll() is None:  # it releases kopf's finalizer
-            kubectl.run("delete", "mlmodels", "--all", "-n", namespace, "--timeout=60s", check=False)
-        for proc in running:
-            proc.stop()
-        # Without an operator left (a failed test), nothing would release the finalizer.
-        kubectl.run("patch", "mlmodel", "m", "-n", namespace, "--type=merge", "-p", '{"metadata":{"finalizers":null}}',
-                    check=False)
-        kubectl.run("delete", "namespace", namespace, "--wait=false", check=False)
+        drop_own_namespaces(kubectl, [namespace], running)
 
 
 def test_killed_at_any_point_converges_to_the_same_end_state(

@@ -15,7 +15,14 @@ from typing import Any
 
 import pytest
 
-from tests.operator.cluster import OperatorProcess, Packages, get_model, mlmodel, wait_condition
+from tests.operator.cluster import (
+    OperatorProcess,
+    Packages,
+    drop_own_namespaces,
+    get_model,
+    mlmodel,
+    wait_condition,
+)
 from tests.operator.conftest import SESSION_PREFIX, start_operator
 from tests.operator.factories import LOCAL_CONFIG
 from tests.support.kube import Kubectl
@@ -94,10 +101,4 @@ def test_broken_runtime_image_rolls_back_to_the_image_that_served(
             (1, "Superseded", SERVING), (2, "Failed", BROKEN), (3, "Serving", FIXED)]
         assert _deployment_image(kubectl, namespace) == FIXED
     finally:
-        if running and running[-1].proc.poll() is None:  # it releases kopf's finalizer
-            kubectl.run("delete", "mlmodels", "--all", "-n", namespace, "--timeout=60s", check=False)
-        for proc in running:
-            proc.stop()
-        kubectl.run("patch", "mlmodel", "m", "-n", namespace, "--type=merge", "-p", '{"metadata":{"finalizers":null}}',
-                    check=False)
-        kubectl.run("delete", "namespace", namespace, "--wait=false", check=False)
+        drop_own_namespaces(kubectl, [namespace], running)

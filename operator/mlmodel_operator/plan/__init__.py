@@ -16,6 +16,7 @@ from mlmodel_operator.plan.revisions import (
     serving_entry,
     trim,
 )
+from mlmodel_operator.plan.scope import WatchScope
 
 __all__ = [
     "Action",
@@ -25,6 +26,7 @@ __all__ = [
     "LiveTemplate",
     "Refused",
     "RevisionFailure",
+    "WatchScope",
     "classify",
     "decide",
     "find_entry",
