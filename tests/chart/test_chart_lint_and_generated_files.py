@@ -45,3 +45,15 @@ def test_strict_schema_refuses_bad_values(helm_binary: Path, value: str, complai
                          capture_output=True, text=True, timeout=60)
     assert res.returncode != 0
     assert complaint in res.stdout + res.stderr
+
+
+def test_a_namespace_pattern_is_refused_where_roles_are_made(helm_binary: Path) -> None:
+    """The chart makes a Role in each watched namespace: a pattern (which the operator accepts, watching
+    cluster-wide) would make a Role in no namespace at all, so rendering fails and says why."""
+    res = subprocess.run([str(helm_binary), "template", str(CHART), "--set", "config.watch.namespaces={team-a,team-*}"],
+                         capture_output=True, text=True, timeout=60)
+    assert res.returncode != 0
+    assert '"team-*" is a pattern' in res.stderr
+    exact = subprocess.run([str(helm_binary), "template", str(CHART), "--set", "config.watch.namespaces={team-a}"],
+                           capture_output=True, text=True, timeout=60)
+    assert exact.returncode == 0, exact.stderr
