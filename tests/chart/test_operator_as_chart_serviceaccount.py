@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from tests.chart.conftest import Helm
-from tests.operator.cluster import OperatorProcess, Packages, mlmodel, wait_condition
+from tests.operator.cluster import OperatorProcess, Packages, create_store_secret, mlmodel, wait_condition
 from tests.operator.conftest import FAILURE_DETECTION, REPO, crd
 from tests.support.kube import Kubectl
 from tests.support.waiting import wait_for
@@ -101,9 +101,7 @@ def test_reconcile_and_rollback_with_the_charts_rbac(
     operator_as_sa: OperatorProcess, kubectl: Kubectl, served: str, s3: Any, bucket: str,
     s3_env: dict[str, str], tmp_path: Path,
 ) -> None:
-    kubectl.run("create", "secret", "generic", "models-s3", "-n", served,
-                f"--from-literal=AWS_ACCESS_KEY_ID={s3_env['AWS_ACCESS_KEY_ID']}",
-                f"--from-literal=AWS_SECRET_ACCESS_KEY={s3_env['AWS_SECRET_ACCESS_KEY']}")
+    create_store_secret(kubectl, served, s3_env)
     packages = Packages(s3, bucket, tmp_path / "packages")
     packages.folder.mkdir()
     kubectl.apply(mlmodel("m", packages.onnx("m/1", seed=1), nodePool="gpu", resources={"gpu": 1}), served)

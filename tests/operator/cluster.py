@@ -166,3 +166,11 @@ def drop_own_namespaces(kubectl: Kubectl, namespaces: list[str], running: list[O
             kubectl.run("patch", name, "-n", namespace, "--type=merge", "-p", '{"metadata":{"finalizers":null}}',
                         check=False)
         kubectl.run("delete", "namespace", namespace, "--wait=false", check=False)
+
+
+def create_store_secret(kubectl: Kubectl, namespace: str, s3_env: dict[str, str], name: str = "models-s3") -> str:
+    """A Secret with the object store's access key pair in `namespace` (what spec.source.credentialsSecret names)."""
+    kubectl.run("create", "secret", "generic", name, "-n", namespace,
+                f"--from-literal=AWS_ACCESS_KEY_ID={s3_env['AWS_ACCESS_KEY_ID']}",
+                f"--from-literal=AWS_SECRET_ACCESS_KEY={s3_env['AWS_SECRET_ACCESS_KEY']}")
+    return name

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.operator.cluster import OperatorProcess, Packages
+from tests.operator.cluster import OperatorProcess, Packages, create_store_secret
 from tests.operator.factories import LOCAL_CONFIG
 from tests.support.kube import Kubectl
 from tests.support.waiting import wait_for
@@ -126,12 +126,7 @@ def model_namespace(
 @pytest.fixture
 def credentials(kubectl: Kubectl, model_namespace: str, s3_env: dict[str, str]) -> str:
     """A Secret named models-s3 with the object store's access key pair, in the test's namespace."""
-    kubectl.run(
-        "create", "secret", "generic", "models-s3", "-n", model_namespace,
-        f"--from-literal=AWS_ACCESS_KEY_ID={s3_env['AWS_ACCESS_KEY_ID']}",
-        f"--from-literal=AWS_SECRET_ACCESS_KEY={s3_env['AWS_SECRET_ACCESS_KEY']}",
-    )
-    return "models-s3"
+    return create_store_secret(kubectl, model_namespace, s3_env)
 
 
 @pytest.fixture

@@ -21,6 +21,7 @@ import pytest
 from tests.operator.cluster import (
     OperatorProcess,
     Packages,
+    create_store_secret,
     drop_own_namespaces,
     get_model,
     mlmodel,
@@ -76,9 +77,7 @@ def _scenario(point: str, kubectl: Kubectl, kubeconfig: Path, s3_env: dict[str, 
     kubectl.run("create", "namespace", namespace)
     running: list[OperatorProcess] = []
     try:
-        kubectl.run("create", "secret", "generic", "models-s3", "-n", namespace,
-                    f"--from-literal=AWS_ACCESS_KEY_ID={s3_env['AWS_ACCESS_KEY_ID']}",
-                    f"--from-literal=AWS_SECRET_ACCESS_KEY={s3_env['AWS_SECRET_ACCESS_KEY']}")
+        create_store_secret(kubectl, namespace, s3_env)
         faulty = start_operator(folder / f"{stem}-faulty", kubeconfig, s3_env, [namespace],
                                 env={"MLMODEL_OPERATOR_FAULT": point})
         running.append(faulty)

@@ -18,7 +18,14 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.operator.cluster import OperatorProcess, Packages, get_model, mlmodel, wait_condition
+from tests.operator.cluster import (
+    OperatorProcess,
+    Packages,
+    create_store_secret,
+    get_model,
+    mlmodel,
+    wait_condition,
+)
 from tests.operator.conftest import REPO, crd
 from tests.operator.factories import LOCAL_CONFIG
 from tests.support.kube import Kubectl
@@ -93,9 +100,7 @@ def test_standby_takes_over_a_rollout_when_the_leader_dies(
     s3_env: dict[str, str], tmp_path: Path,
 ) -> None:
     a, b = replicas["a"], replicas["b"]
-    kubectl.run("create", "secret", "generic", "models-s3", "-n", namespace,
-                f"--from-literal=AWS_ACCESS_KEY_ID={s3_env['AWS_ACCESS_KEY_ID']}",
-                f"--from-literal=AWS_SECRET_ACCESS_KEY={s3_env['AWS_SECRET_ACCESS_KEY']}")
+    create_store_secret(kubectl, namespace, s3_env)
     packages = Packages(s3, bucket, tmp_path / "packages")
     packages.folder.mkdir()
     kubectl.apply(mlmodel("m", packages.onnx("m/1", seed=1)), namespace)

@@ -10,7 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.operator.cluster import OperatorProcess, Packages, drop_own_namespaces, mlmodel, wait_condition
+from tests.operator.cluster import (
+    OperatorProcess,
+    Packages,
+    create_store_secret,
+    drop_own_namespaces,
+    mlmodel,
+    wait_condition,
+)
 from tests.operator.conftest import SESSION_PREFIX, start_operator
 from tests.support.audit import AuditLog
 from tests.support.kube import Kubectl
@@ -39,9 +46,7 @@ def test_pattern_serves_namespaces_created_at_start_up_and_nothing_else(
         for namespace in served:
             kubectl.run("create", "namespace", namespace)
         for namespace in served:
-            kubectl.run("create", "secret", "generic", "models-s3", "-n", namespace,
-                        f"--from-literal=AWS_ACCESS_KEY_ID={s3_env['AWS_ACCESS_KEY_ID']}",
-                        f"--from-literal=AWS_SECRET_ACCESS_KEY={s3_env['AWS_SECRET_ACCESS_KEY']}")
+            create_store_secret(kubectl, namespace, s3_env)
             kubectl.apply(mlmodel("m", uri, nodePool="cpu"), namespace)
         for namespace in served:
             wait_condition(kubectl, namespace, "m", "Ready", reason="Serving")

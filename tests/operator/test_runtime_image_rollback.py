@@ -18,6 +18,7 @@ import pytest
 from tests.operator.cluster import (
     OperatorProcess,
     Packages,
+    create_store_secret,
     drop_own_namespaces,
     get_model,
     mlmodel,
@@ -64,9 +65,7 @@ def test_broken_runtime_image_rolls_back_to_the_image_that_served(
         return started
 
     try:
-        kubectl.run("create", "secret", "generic", "models-s3", "-n", namespace,
-                    f"--from-literal=AWS_ACCESS_KEY_ID={s3_env['AWS_ACCESS_KEY_ID']}",
-                    f"--from-literal=AWS_SECRET_ACCESS_KEY={s3_env['AWS_SECRET_ACCESS_KEY']}")
+        create_store_secret(kubectl, namespace, s3_env)
         operator("serving", SERVING)
         kubectl.apply(mlmodel("m", packages.onnx("image/1"), nodePool="cpu", replicas=2), namespace)
         wait_condition(kubectl, namespace, "m", "Ready", reason="Serving")
