@@ -60,3 +60,16 @@ def object_labels(model: str) -> dict[str, str]:
 def model_url(model: str, namespace: str, cluster_domain: str) -> str:
     """In-cluster URL of a model's V2 endpoint, through its Service."""
     return f"http://{model}.{namespace}.svc.{cluster_domain}:{HTTP_PORT}/v2/models/{model}"
+
+
+# The runtime's exit codes (docs/contracts.md section 1) and what they mean; 16 is temporary.
+RUNTIME_EXIT_REASONS: dict[int, str] = {
+    10: "PackageNotFound",
+    11: "AccessDenied",
+    12: "ManifestInvalid",
+    13: "DigestMismatch",
+    14: "UnsafeArchive",
+    15: "FormatNotAllowed",
+    16: "StoreUnavailable",
+}
+TEMPORARY_EXIT_CODES = frozenset({16})

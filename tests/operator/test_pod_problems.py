@@ -92,3 +92,17 @@ def test_progress_deadline_and_replicasets() -> None:
     assert "timed out" in obs.deadline_exceeded
     assert obs.minimum_available
     assert obs.available_by_revision == {1: 2, 2: 0}
+
+
+def test_the_exit_code_table_matches_the_runtime() -> None:
+    """The operator's reading of the runtime's exit codes is the runtime's own: every package error's code is
+    known with its class's reason (several classes may share a code), and the temporary one is the store's."""
+    from mlmodel_runtime.package import errors
+
+    def subclasses(cls: type[errors.PackageError]) -> list[type[errors.PackageError]]:
+        return [c for sub in cls.__subclasses__() for c in (sub, *subclasses(sub))]
+
+    classes = [c for c in subclasses(errors.PackageError) if c.exit_code >= 10]
+    assert {c.exit_code for c in classes} == set(names.RUNTIME_EXIT_REASONS)
+    assert {names.RUNTIME_EXIT_REASONS[c.exit_code] for c in classes} <= {c.reason for c in classes}
+    assert {c.exit_code for c in classes if c.temporary} == set(names.TEMPORARY_EXIT_CODES)

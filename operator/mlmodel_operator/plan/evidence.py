@@ -19,15 +19,10 @@ from mlmodel_operator import names
 from mlmodel_operator.config import FailureDetection
 from mlmodel_operator.plan.revisions import RevisionFailure
 
-# The runtime's exit codes for package problems (docs/contracts.md section 1) that a restart cannot fix;
-# 16 (StoreUnavailable) is temporary and left to the restart count.
+# The runtime's exit codes for package problems that a restart cannot fix; a temporary one (the store
+# unavailable) is left to the restart count.
 PERMANENT_EXIT_CODES: Mapping[int, str] = {
-    10: "PackageNotFound",
-    11: "AccessDenied",
-    12: "ManifestInvalid",
-    13: "DigestMismatch",
-    14: "UnsafeArchive",
-    15: "FormatNotAllowed",
+    code: reason for code, reason in names.RUNTIME_EXIT_REASONS.items() if code not in names.TEMPORARY_EXIT_CODES
 }
 
 # After the startup probe's last failure, the kubelet stops the container within its termination grace period.

@@ -13,17 +13,6 @@ STUCK_WAITING_REASONS = frozenset(
     {"CrashLoopBackOff", "ImagePullBackOff", "ErrImagePull", "InvalidImageName", "CreateContainerConfigError"}
 )
 
-# The runtime's exit codes (docs/contracts.md section 1) and what they mean.
-RUNTIME_EXIT_REASONS: Mapping[int, str] = {
-    10: "PackageNotFound",
-    11: "AccessDenied",
-    12: "ManifestInvalid",
-    13: "DigestMismatch",
-    14: "UnsafeArchive",
-    15: "FormatNotAllowed",
-    16: "StoreUnavailable",
-}
-
 
 @dataclass(frozen=True)
 class PodProblem:
@@ -94,8 +83,8 @@ def pod_problem(pod: Mapping[str, Any]) -> PodProblem | None:
             continue
         terminated = (status.get("lastState") or {}).get("terminated") or {}
         exit_code = terminated.get("exitCode")
-        if isinstance(exit_code, int) and exit_code in RUNTIME_EXIT_REASONS:
-            detail = f"the runtime exited with code {exit_code} ({RUNTIME_EXIT_REASONS[exit_code]})"
+        if isinstance(exit_code, int) and exit_code in names.RUNTIME_EXIT_REASONS:
+            detail = f"the runtime exited with code {exit_code} ({names.RUNTIME_EXIT_REASONS[exit_code]})"
         elif isinstance(exit_code, int):
             detail = f"last exit code {exit_code}" + (f" ({terminated['reason']})" if terminated.get("reason") else "")
         elif reason == "CrashLoopBackOff":
