@@ -10,7 +10,7 @@ from pathlib import Path
 
 from . import procs
 from .layout import Layout, read_env_file
-from .procs import ClusterError, Proc, remove_files
+from .procs import ClusterError, Proc
 
 REGION = "us-east-1"
 DEMO_BUCKET = "models"
@@ -103,7 +103,7 @@ class ObjectStore:
             procs.wait_until(lambda: self._write_probe(client), 60, "the first S3 write", [proc])
         except BaseException:
             procs.stop([proc])
-            remove_files(sockets)
+            procs.remove_files(sockets)
             raise
         tmp = self.layout.objectstore_env.with_suffix(".tmp")
         tmp.write_text("".join(f"{k}={v}\n" for k, v in env.items()))
