@@ -54,6 +54,24 @@ class Layout:
         return self.objectstore / "state.json"
 
     @property
+    def node(self) -> Path:
+        """The real node: containerd's root/state/socket, kubelet's root, CNI config, logs."""
+        return self.root / "node"
+
+    @property
+    def containerd_socket(self) -> Path:
+        return self.node / "containerd" / "containerd.sock"
+
+    @property
+    def node_state(self) -> Path:
+        return self.node / "state.json"
+
+    @property
+    def images(self) -> Path:
+        """`make images`: images.json (the refs of the images built here) and build logs."""
+        return self.root / "images"
+
+    @property
     def operator_config(self) -> Path:
         return self.root / "operator" / "config.yaml"
 
