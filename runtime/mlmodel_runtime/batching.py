@@ -33,10 +33,6 @@ Predict = Callable[[Mapping[str, Array], Sequence[str]], dict[str, Array]]
 
 log = logging.getLogger(__name__)
 
-# While more requests wait, finished ones are handed back together (one wake-up of the event loop
-# for several), but none is held longer than this.
-_HOLD_RESULTS_S = 0.001
-
 
 class QueueFullError(Exception):
     """The queue holds max_queue_size requests already."""
@@ -135,6 +131,7 @@ class Batcher:
         self._max_queue = max_queue_size
         self._carry: Job | None = None
         self._stopped = False
+        self._outbox = Outbox()
         self._thread = threading.Thread(target=self._run, name="inference", daemon=True)
         metrics.track_queue_depth(self.depth)
 
@@ -179,22 +176,14 @@ class Batcher:
     # ---- worker thread
 
     def _run(self) -> None:
-        done: list[tuple[Job, dict[str, Array] | BaseException]] = []
-        held_since = 0.0
         while not self._stopped:
-            if done and (self._queue.empty() or time.perf_counter() - held_since > _HOLD_RESULTS_S):
-                _deliver(done)
-                done = []
             first = self._take(timeout=None)
             if first is None:
                 break
             jobs = [first]
             if self._batching and first.key is not None and first.rows < self._max_rows:
                 self._gather(first, jobs)
-            if not done:
-                held_since = time.perf_counter()
-            done.extend(self._execute(jobs))
-        _deliver(done)
+            self._outbox.put(self._execute(jobs))
 
     def _take(self, timeout: float | None) -> Job | None:
         """The next job: wait up to `timeout` (None: forever, 0: not at all); None when none or stopping."""
@@ -253,21 +242,39 @@ class Batcher:
             return exc
 
 
-def _deliver(done: list[tuple[Job, dict[str, Array] | BaseException]]) -> None:
-    """Hand finished jobs back to their event loop: one wake-up for all of them."""
-    if not done:
-        return
-    loop = done[0][0].loop  # one loop per server process
-    with contextlib.suppress(RuntimeError):  # a closed event loop: nobody waits any more
-        loop.call_soon_threadsafe(_resolve_all, done)
+class Outbox:
+    """Finished jobs on their way back to the event loop, handed back as soon as they finish.
 
+    One wake-up of the loop carries every result that finished before the loop got to it: while
+    a hand-back is pending, more results join it instead of scheduling another. Nothing is held
+    back to wait for company, so a result never waits for the next batch or its delay.
+    """
 
-def _resolve_all(done: list[tuple[Job, dict[str, Array] | BaseException]]) -> None:
-    for job, result in done:
-        future = job.future
-        if future.done():  # the client went away
-            continue
-        if isinstance(result, BaseException):
-            future.set_exception(result)
-        else:
-            future.set_result(result)
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pending: list[tuple[Job, dict[str, Array] | BaseException]] = []
+
+    def put(self, done: list[tuple[Job, dict[str, Array] | BaseException]]) -> None:
+        """From the worker thread."""
+        if not done:
+            return
+        with self._lock:
+            scheduled = bool(self._pending)
+            self._pending.extend(done)
+        if not scheduled:
+            loop = done[0][0].loop  # one loop per server process
+            with contextlib.suppress(RuntimeError):  # a closed event loop: nobody waits any more
+                loop.call_soon_threadsafe(self._resolve)
+
+    def _resolve(self) -> None:
+        """On the event loop: resolve every pending job's future."""
+        with self._lock:
+            done, self._pending = self._pending, []
+        for job, result in done:
+            future = job.future
+            if future.done():  # the client went away
+                continue
+            if isinstance(result, BaseException):
+                future.set_exception(result)
+            else:
+                future.set_result(result)

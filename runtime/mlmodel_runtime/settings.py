@@ -85,7 +85,15 @@ class ServeSettings(FetchSettings):
     """Requests waiting for the model before new ones get 503 with Retry-After."""
 
     max_request_bytes: int = Field(default=64 * 1024 * 1024, ge=1)
-    """Larger request bodies get 413."""
+    """Larger request bodies (also once decompressed) get 413."""
+
+    request_budget_bytes: int = Field(default=0, ge=0)
+    """Bytes that the requests in flight may hold together (bodies, tensors, responses); beyond it
+    requests wait, then get 503 with Retry-After. 0: a quarter of the container's memory limit
+    (cgroup v2 or v1), or 512 MiB where there is none."""
+
+    request_budget_wait_ms: float = Field(default=1000, ge=0)
+    """How long a request may wait for room in the byte budget before it gets 503."""
 
     intra_op_threads: int = Field(default=0, ge=0)
     """Threads inside one operator (0 = the framework's default)."""

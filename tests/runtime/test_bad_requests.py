@@ -59,7 +59,7 @@ CASES: list[tuple[str, bytes, dict[str, str], str]] = [
         "wrong-datatype",
         inputs({**GOOD, "datatype": "INT32", "data": [1, 2, 3, 4]}),
         {},
-        "datatype 'INT32', expected FP32",
+        'datatype "INT32", expected FP32',
     ),
     ("wrong-rank", inputs({**GOOD, "shape": [4]}), {}, "input 'input': shape [4], expected [-1, 4]"),
     ("wrong-dimension", inputs({**GOOD, "shape": [1, 3], "data": [1, 2, 3]}), {}, "shape [1, 3], expected [-1, 4]"),
@@ -69,7 +69,12 @@ CASES: list[tuple[str, bytes, dict[str, str], str]] = [
     ("no-data", inputs({k: v for k, v in GOOD.items() if k != "data"}), {}, "has neither 'data' nor"),
     ("unknown-output", json.dumps({"inputs": [GOOD], "outputs": [{"name": "y"}]}).encode(), {}, "unknown output 'y'"),
     ("header-past-body", *lying_binary(16, 16, header_length_delta=100), "Inference-Header-Content-Length is"),
-    ("header-not-a-number", inputs(GOOD), {"Inference-Header-Content-Length": "ten"}, "must be an integer, got 'ten'"),
+    (
+        "header-not-a-number",
+        inputs(GOOD),
+        {"Inference-Header-Content-Length": "ten"},
+        'must be a decimal integer of at most 20 digits, got "ten"',
+    ),
     ("binary-size-past-body", *lying_binary(16, 8), "binary_data_size 16 runs past the end of the body"),
     ("binary-size-wrong", *lying_binary(12, 12), "binary_data_size 12 bytes, expected 16 for FP32 [1, 4]"),
     ("binary-extra-bytes", *lying_binary(16, 20), "carries 20 bytes after the JSON header"),
@@ -112,7 +117,7 @@ def test_compressed_bodies_are_accepted(server: RuntimeServer) -> None:
         np.testing.assert_allclose(response.json()["outputs"][0]["data"], reference_mlp(x).reshape(-1), rtol=1e-5)
     refused = server.infer(json_body({"input": x}), {"Content-Encoding": "br"})
     assert refused.status_code == 415
-    assert "Content-Encoding 'br' is not supported" in refused.json()["error"]
+    assert 'Content-Encoding "br" is not supported' in refused.json()["error"]
 
 
 def test_unknown_models_versions_paths_and_methods(server: RuntimeServer) -> None:

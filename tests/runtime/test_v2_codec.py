@@ -140,7 +140,7 @@ def _bad(raw: bytes, signature: Signature = MLP, header_length: int | None = Non
         (json.dumps({"inputs": "x"}).encode(), "non-empty list"),
         (body(tensor("other")), "unknown input 'other'; the model takes 'input' (FP32 [-1, 4])"),
         (body(tensor(), tensor()), "input 'input' is given twice"),
-        (body(tensor(datatype="FP64")), "input 'input': datatype 'FP64', expected FP32"),
+        (body(tensor(datatype="FP64")), 'input \'input\': datatype "FP64", expected FP32'),
         (body(tensor(shape=[4])), "input 'input': shape [4], expected [-1, 4]"),
         (body(tensor(shape=[1, 5], data=list(range(5)))), "input 'input': shape [1, 5], expected [-1, 4]"),
         (body(tensor(shape=[1, -4])), "'shape' must be a list of non-negative integers"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
@@ -12,9 +13,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from mlmodel_runtime.server.admission import ByteBudget, default_budget, memory_limit
 from mlmodel_runtime.server.dataplane import SERVER_NAME, DataPlane
 from mlmodel_runtime.server.endpoints import Endpoints, InferEndpoint, InferFastPath, json_response
 from mlmodel_runtime.settings import ServeSettings
+
+log = logging.getLogger(__name__)
 
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
 
@@ -23,6 +27,11 @@ Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
 async def _stop_on_exit(app: FastAPI) -> AsyncIterator[None]:
     yield
     app.state.data_plane.stop()
+
+
+def request_budget(settings: ServeSettings) -> int:
+    """The byte budget of the requests in flight: configured, or derived from the memory limit."""
+    return settings.request_budget_bytes or default_budget(memory_limit())
 
 
 def create_app(
@@ -54,7 +63,9 @@ def create_app(
     ]
     for path, handler, method in routes:
         app.router.add_route(path, handler, methods=[method], include_in_schema=False)  # type: ignore[arg-type]
-    infer = InferEndpoint(data_plane, settings.max_request_bytes)
+    budget = ByteBudget(request_budget(settings), settings.request_budget_wait_ms / 1000.0)
+    log.info("request byte budget", extra={"budget_bytes": budget.capacity, "max_wait_s": budget.max_wait_s})
+    infer = InferEndpoint(data_plane, settings.max_request_bytes, budget)
     for path in ("/v2/models/{name}/infer", "/v2/models/{name}/versions/{version}/infer"):
         # an ASGI app as endpoint: Starlette calls it as is (answers 405 to other methods)
         app.router.routes.append(Route(path, infer, methods=["POST"], include_in_schema=False))

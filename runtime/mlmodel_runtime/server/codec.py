@@ -24,6 +24,7 @@ import orjson
 
 from mlmodel_runtime.backends.base import DTYPES, Array, Signature, TensorSpec, datatype_of
 from mlmodel_runtime.server.errors import InvalidInput
+from mlmodel_runtime.server.wire import excerpt, quote
 
 _INT_KINDS = "iu"
 _NUMERIC_KINDS = "iuf"
@@ -51,7 +52,7 @@ class EncodedResponse:
     """Set when binary outputs follow the JSON header."""
 
 
-def decode_request(body: bytes, header_length: int | None, signature: Signature) -> InferRequest:
+def decode_request(body: bytes | bytearray, header_length: int | None, signature: Signature) -> InferRequest:
     """Parse and validate an infer request body against the model's signature."""
     view = memoryview(body)
     if header_length is not None:
@@ -59,7 +60,11 @@ def decode_request(body: bytes, header_length: int | None, signature: Signature)
             raise InvalidInput(f"Inference-Header-Content-Length is {header_length} but the body has {len(body)} bytes")
         header, binary = view[:header_length], view[header_length:]
     else:
+        header_length = len(body)
         header, binary = view, view[:0]
+    # `true`/`false` among numbers is refused (numpy would take them as 1 and 0); looking for them
+    # costs a pass over each list, so only when the JSON text has one at all (a scan at C speed)
+    literals = body.find(b"true", 0, header_length) >= 0 or body.find(b"false", 0, header_length) >= 0
     try:
         request = orjson.loads(header)
     except orjson.JSONDecodeError as exc:
@@ -75,7 +80,7 @@ def decode_request(body: bytes, header_length: int | None, signature: Signature)
     if not isinstance(binary_default, bool):
         raise InvalidInput("request parameter 'binary_data_output' must be true or false")
 
-    inputs, offset = _decode_inputs(request.get("inputs"), binary, signature)
+    inputs, offset = _decode_inputs(request.get("inputs"), binary, signature, literals)
     if offset != len(binary):
         raise InvalidInput(
             f"the body carries {len(binary)} bytes after the JSON header but the inputs' "
@@ -86,7 +91,9 @@ def decode_request(body: bytes, header_length: int | None, signature: Signature)
     return InferRequest(request_id, inputs, outputs, flags, first.shape[0] if first.ndim else 0)
 
 
-def _decode_inputs(raw: Any, binary: memoryview, signature: Signature) -> tuple[dict[str, Array], int]:
+def _decode_inputs(
+    raw: Any, binary: memoryview, signature: Signature, literals: bool = True
+) -> tuple[dict[str, Array], int]:
     if not isinstance(raw, list) or not raw:
         raise InvalidInput("request 'inputs' must be a non-empty list")
     specs = {t.name: t for t in signature.inputs}
@@ -100,18 +107,18 @@ def _decode_inputs(raw: Any, binary: memoryview, signature: Signature) -> tuple[
             raise InvalidInput(f"inputs[{index}] has no 'name' string")
         spec = specs.get(name)
         if spec is None:
-            raise InvalidInput(f"unknown input '{name}'; the model takes {_names(signature.inputs)}")
+            raise InvalidInput(f"unknown input {quote(name)}; the model takes {_names(signature.inputs)}")
         if name in inputs:
             raise InvalidInput(f"input '{name}' is given twice")
         datatype = item.get("datatype")
         if datatype != spec.datatype:
-            raise InvalidInput(f"input '{name}': datatype {datatype!r}, expected {spec.datatype}")
+            raise InvalidInput(f"input '{name}': datatype {excerpt(datatype)}, expected {spec.datatype}")
         shape = _shape(item.get("shape"), spec)
         size = _binary_size(item.get("parameters"), name)
         if size is None:
             if "data" not in item:
                 raise InvalidInput(f"input '{name}' has neither 'data' nor parameters.binary_data_size")
-            array = from_json(item["data"], spec, shape)
+            array = from_json(item["data"], spec, shape, literals)
         else:
             if "data" in item:
                 raise InvalidInput(f"input '{name}' has both 'data' and parameters.binary_data_size")
@@ -143,7 +150,7 @@ def _decode_outputs(raw: Any, signature: Signature, binary_default: bool) -> tup
             raise InvalidInput(f"outputs[{index}] must be an object with a 'name' string")
         name = item["name"]
         if name not in known:
-            raise InvalidInput(f"unknown output '{name}'; the model returns {_names(signature.outputs)}")
+            raise InvalidInput(f"unknown output {quote(name)}; the model returns {_names(signature.outputs)}")
         if name in names_list:
             raise InvalidInput(f"output '{name}' is requested twice")
         parameters = _object(item.get("parameters"), f"output '{name}' parameters")
@@ -162,7 +169,7 @@ def _decode_outputs(raw: Any, signature: Signature, binary_default: bool) -> tup
 
 def _shape(raw: Any, spec: TensorSpec) -> tuple[int, ...]:
     if not isinstance(raw, list) or not all(type(d) is int and d >= 0 for d in raw):
-        raise InvalidInput(f"input '{spec.name}': 'shape' must be a list of non-negative integers, got {raw!r}")
+        raise InvalidInput(f"input '{spec.name}': 'shape' must be a list of non-negative integers, got {excerpt(raw)}")
     shape = tuple(raw)
     if len(shape) != len(spec.shape) or any(e != -1 and e != d for d, e in zip(shape, spec.shape, strict=True)):
         raise InvalidInput(f"input '{spec.name}': shape {list(shape)}, expected {list(spec.shape)}")
@@ -179,8 +186,11 @@ def _binary_size(raw: Any, name: str) -> int | None:
     return size
 
 
-def from_json(data: Any, spec: TensorSpec, shape: tuple[int, ...]) -> Array:
-    """Convert JSON `data` (flat or nested, row-major) to an array of `shape`, strictly typed."""
+def from_json(data: Any, spec: TensorSpec, shape: tuple[int, ...], literals: bool = True) -> Array:
+    """Convert JSON `data` (flat or regularly nested, row-major) to an array of `shape`, strictly typed.
+
+    `literals`: whether `true`/`false` may be among the values (else the check for them is skipped).
+    """
     count = math.prod(shape)
     name = spec.name
     if not isinstance(data, list):
@@ -207,7 +217,7 @@ def from_json(data: Any, spec: TensorSpec, shape: tuple[int, ...]) -> Array:
         if spec.datatype == "BOOL":
             if kind != "b":
                 raise InvalidInput(f"input '{name}': BOOL data must be true or false")
-        elif kind not in _NUMERIC_KINDS:
+        elif kind not in _NUMERIC_KINDS or (literals and _has_bool(data)):
             raise InvalidInput(f"input '{name}': data must be numbers for {spec.datatype}")
         elif target.kind in _INT_KINDS:
             info = np.iinfo(target)  # type: ignore[type-var]
@@ -275,19 +285,55 @@ def _bytes_elements(raw: memoryview, count: int, name: str) -> Array:
 
 
 def _flatten(data: list[Any], name: str) -> list[Any]:
+    """The leaves of regularly nested lists (like numpy: every list at one depth of one length)."""
     flat: list[Any] = []
     stack = [iter(data)]
+    lengths = [len(data)]  # the length of the lists at each depth, from the first one seen
+    leaf_depth = -1
     while stack:
         for value in stack[-1]:
             if isinstance(value, list):
-                if len(stack) > 32:
+                depth = len(stack)
+                if depth >= 32:
                     raise InvalidInput(f"input '{name}': data is nested too deeply")
+                if (leaf_depth >= 0 and depth >= leaf_depth) or (len(lengths) > depth and lengths[depth] != len(value)):
+                    raise InvalidInput(f"input '{name}': data is not a regular (non-ragged) array")
+                if len(lengths) == depth:
+                    lengths.append(len(value))
                 stack.append(iter(value))
                 break
+            if leaf_depth < 0:
+                leaf_depth = len(stack)
+            elif leaf_depth != len(stack):
+                raise InvalidInput(f"input '{name}': data is not a regular (non-ragged) array")
             flat.append(value)
         else:
             stack.pop()
+    if leaf_depth >= 0 and leaf_depth != len(lengths):
+        raise InvalidInput(f"input '{name}': data is not a regular (non-ragged) array")
     return flat
+
+
+def _has_bool(data: Any) -> bool:
+    """Whether a `true` or `false` is among the (regularly nested, numeric) values."""
+    stack = [data]
+    while stack:
+        values = stack.pop()
+        if values and isinstance(values[0], list):
+            stack.extend(values)
+        elif bool in set(map(type, values)):
+            return True
+    return False
+
+
+def request_bytes(request: InferRequest) -> int:
+    """Memory the decoded inputs hold: the arrays, and the bytes objects of BYTES tensors."""
+    total = 0
+    for array in request.inputs.values():
+        total += array.nbytes
+        if array.dtype == np.object_:
+            total += sum(len(v) + 33 for v in array.reshape(-1).tolist())  # 33: a bytes object's header
+    return total
 
 
 def encode_response(

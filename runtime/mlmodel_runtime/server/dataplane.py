@@ -17,7 +17,8 @@ from typing import Any
 from mlmodel_runtime.backends.loading import LoadedModel
 from mlmodel_runtime.batching import Batcher, QueueFullError
 from mlmodel_runtime.metrics import ModelMetrics
-from mlmodel_runtime.server.codec import EncodedResponse, decode_request, encode_response
+from mlmodel_runtime.server.admission import Reservation
+from mlmodel_runtime.server.codec import EncodedResponse, decode_request, encode_response, request_bytes
 from mlmodel_runtime.server.errors import ModelNotFound, ModelNotReady, QueueFull
 
 log = logging.getLogger(__name__)
@@ -141,19 +142,38 @@ class DataPlane:
 
     # ---- inference
 
-    async def infer(self, name: str, version: str | None, body: bytes, header_length: int | None) -> EncodedResponse:
+    def check(self, name: str, version: str | None) -> None:
+        """Refuse an infer request before its body is read: unknown model (404), not ready or busy (503)."""
+        self._require(name, version)
+        batcher = self._batcher
+        if batcher is not None and batcher.full():
+            raise self._busy(batcher)
+
+    async def infer(
+        self,
+        name: str,
+        version: str | None,
+        body: bytes | bytearray,
+        header_length: int | None,
+        reservation: Reservation | None = None,
+    ) -> EncodedResponse:
+        """Decode, run and encode one request; `reservation` then holds what it keeps in memory."""
         model = self._require(name, version)
         batcher = self._batcher
         assert batcher is not None
         if batcher.full():  # refuse before spending time on the body
             raise self._busy(batcher)
         request = decode_request(body, header_length, model.signature)
+        if reservation is not None:
+            # binary tensors are views of the body; JSON ones own their memory and the body goes
+            reservation.resize(len(body) if header_length is not None else request_bytes(request))
+        del body
         try:
             future = batcher.submit(request.inputs, request.outputs, request.rows)
         except QueueFullError:
             raise self._busy(batcher) from None
         outputs = await future
-        return encode_response(
+        response = encode_response(
             self.model_name,
             model.version,
             request.id,
@@ -161,6 +181,9 @@ class DataPlane:
             [outputs[n] for n in request.outputs],
             request.binary,
         )
+        if reservation is not None:
+            reservation.resize(len(response.body))
+        return response
 
     def _busy(self, batcher: Batcher) -> QueueFull:
         return QueueFull(

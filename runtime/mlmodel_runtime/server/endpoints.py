@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import re
 import time
-import zlib
 from typing import Any
 
 import orjson
@@ -21,14 +20,10 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from mlmodel_runtime.server.admission import ByteBudget, Reservation
 from mlmodel_runtime.server.dataplane import DataPlane
-from mlmodel_runtime.server.errors import (
-    InvalidInput,
-    PayloadTooLarge,
-    ServingError,
-    UnsupportedEncoding,
-    status_for,
-)
+from mlmodel_runtime.server.errors import InvalidInput, PayloadTooLarge, ServingError, status_for
+from mlmodel_runtime.server.wire import BodyDecoder, parse_length
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +32,6 @@ OCTETS = "application/octet-stream"
 INFER_PATH = re.compile(r"^/v2/models/([^/]+)(?:/versions/([^/]+))?/infer$")
 _JSON_HEADERS = [(b"content-type", JSON.encode())]
 _BINARY_HEADERS = [(b"content-type", OCTETS.encode())]
-_ZLIB_WBITS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
 
 
 def json_response(content: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -48,35 +42,6 @@ def error_response(exc: BaseException, status: int) -> Response:
     headers = exc.headers if isinstance(exc, ServingError) else None
     message = str(exc) if status != 500 else f"internal error: {type(exc).__name__}: {exc}"
     return json_response({"error": message}, status, headers or None)
-
-
-def decode_content(body: bytes, encoding: str, limit: int) -> bytes:
-    """Undo a gzip/deflate Content-Encoding, refusing output over `limit` bytes."""
-    encoding = encoding.strip().lower()
-    if encoding in ("", "identity"):
-        return body
-    wbits = _ZLIB_WBITS.get(encoding)
-    if wbits is None:
-        raise UnsupportedEncoding(f"Content-Encoding '{encoding}' is not supported (use gzip, deflate or none)")
-    decompressor = zlib.decompressobj(wbits)
-    try:
-        out = decompressor.decompress(body, limit + 1)
-    except zlib.error as exc:
-        raise InvalidInput(f"body is not valid {encoding} data: {exc}") from None
-    if len(out) > limit or decompressor.unconsumed_tail:
-        raise PayloadTooLarge(f"decompressed request body is over the limit of {limit} bytes")
-    if not decompressor.eof:
-        raise InvalidInput(f"body is truncated {encoding} data")
-    return out
-
-
-def header_length(value: str | None) -> int | None:
-    if value is None:
-        return None
-    try:
-        return int(value)
-    except ValueError:
-        raise InvalidInput(f"Inference-Header-Content-Length must be an integer, got {value!r}") from None
 
 
 class Endpoints:
@@ -128,11 +93,17 @@ class Endpoints:
 
 
 class InferEndpoint:
-    """POST /v2/models/{name}[/versions/{version}]/infer as a bare ASGI app."""
+    """POST /v2/models/{name}[/versions/{version}]/infer as a bare ASGI app.
 
-    def __init__(self, data_plane: DataPlane, max_request_bytes: int) -> None:
+    In order, before the body is read: the length headers (strict), the limit, the model (404, or
+    503 while it loads or its queue is full), then room in the byte budget for the declared body
+    (wait, or 503). The body is then read, and decoded if compressed, as it arrives.
+    """
+
+    def __init__(self, data_plane: DataPlane, max_request_bytes: int, budget: ByteBudget) -> None:
         self._dp = data_plane
         self._limit = max_request_bytes
+        self._budget = budget
         self._metrics = data_plane.metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -148,20 +119,27 @@ class InferEndpoint:
         metrics = self._metrics
         if mine:
             metrics.inflight.inc()
+        reservation = self._budget.reservation()
         try:
             length = encoding = header_len = None
             for key, value in scope["headers"]:
                 if key == b"content-length":
                     length = value
                 elif key == b"inference-header-content-length":
+                    if header_len is not None:
+                        raise InvalidInput("Inference-Header-Content-Length is given more than once")
                     header_len = value
                 elif key == b"content-encoding":
-                    encoding = value
-            body = await self._read_body(receive, length)
-            if encoding is not None:
-                body = decode_content(body, encoding.decode("latin-1"), self._limit)
+                    encoding = value if encoding is None else encoding + b", " + value
+            declared = parse_length(length, "Content-Length")
+            header_length = parse_length(header_len, "Inference-Header-Content-Length")
+            if declared is not None and declared > self._limit:
+                raise PayloadTooLarge(f"request body of {declared} bytes is over the limit of {self._limit} bytes")
+            self._dp.check(name, version)
+            body = BodyDecoder(encoding, self._limit, declared)
+            await reservation.grow_to(declared or 0)
             result = await self._dp.infer(
-                name, version, body, header_length(None if header_len is None else header_len.decode("latin-1"))
+                name, version, await self._read_body(receive, body, reservation), header_length, reservation
             )
             status = 200
             payload = result.body
@@ -179,7 +157,10 @@ class InferEndpoint:
         finally:
             if mine:
                 metrics.inflight.dec()
-        await self._send(send, status, payload, headers)
+        try:
+            await self._send(send, status, payload, headers)
+        finally:
+            reservation.close()
         if mine:
             metrics.count_request(status)
             metrics.request_duration.observe(time.perf_counter() - started)
@@ -195,28 +176,20 @@ class InferEndpoint:
         )
         await send({"type": "http.response.body", "body": payload})
 
-    async def _read_body(self, receive: Receive, length: bytes | None) -> bytes:
-        limit = self._limit
-        if length is not None:
-            if not length.isdigit():
-                raise InvalidInput(f"Content-Length must be an integer, got {length.decode('latin-1')!r}")
-            if int(length) > limit:
-                raise PayloadTooLarge(f"request body of {length.decode()} bytes is over the limit of {limit} bytes")
-        chunks: list[bytes] = []
-        size = 0
+    @staticmethod
+    async def _read_body(receive: Receive, body: BodyDecoder, reservation: Reservation) -> bytearray:
+        """The body, decoded; a chunked or compressed body reserves its bytes as they arrive."""
         while True:
             message = await receive()
             if message["type"] == "http.disconnect":
                 raise ClientDisconnect()
             chunk = message.get("body", b"")
             if chunk:
-                size += len(chunk)
-                if size > limit:
-                    raise PayloadTooLarge(f"request body is over the limit of {limit} bytes")
-                chunks.append(chunk)
+                body.feed(chunk)
+                if body.size > reservation.held:
+                    await reservation.grow_to(body.size)
             if not message.get("more_body", False):
-                break
-        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+                return body.finish()
 
 
 class InferFastPath:

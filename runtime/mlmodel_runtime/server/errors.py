@@ -35,6 +35,12 @@ class QueueFull(ServingError):
     headers = {"Retry-After": "1"}
 
 
+class Overloaded(ServingError):
+    """The requests in flight hold the whole byte budget; the client should retry shortly."""
+
+    headers = {"Retry-After": "1"}
+
+
 class PayloadTooLarge(ServingError):
     """The request body is over the configured limit."""
 
@@ -55,6 +61,7 @@ STATUS: dict[type[Exception], int] = {
     UnsupportedEncoding: 415,
     ModelNotReady: 503,
     QueueFull: 503,
+    Overloaded: 503,
     # the client hung up while sending; nobody reads the answer (nginx's code, for the metrics)
     ClientDisconnect: 499,
 }
