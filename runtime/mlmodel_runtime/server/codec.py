@@ -172,7 +172,7 @@ def _shape(raw: Any, spec: TensorSpec) -> tuple[int, ...]:
         raise InvalidInput(f"input '{spec.name}': 'shape' must be a list of non-negative integers, got {excerpt(raw)}")
     shape = tuple(raw)
     if len(shape) != len(spec.shape) or any(e != -1 and e != d for d, e in zip(shape, spec.shape, strict=True)):
-        raise InvalidInput(f"input '{spec.name}': shape {list(shape)}, expected {list(spec.shape)}")
+        raise InvalidInput(f"input '{spec.name}': shape {excerpt(raw)}, expected {list(spec.shape)}")
     return shape
 
 

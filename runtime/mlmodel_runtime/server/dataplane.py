@@ -20,6 +20,7 @@ from mlmodel_runtime.metrics import ModelMetrics
 from mlmodel_runtime.server.admission import Reservation
 from mlmodel_runtime.server.codec import EncodedResponse, decode_request, encode_response, request_bytes
 from mlmodel_runtime.server.errors import ModelNotFound, ModelNotReady, QueueFull
+from mlmodel_runtime.server.wire import quote
 
 log = logging.getLogger(__name__)
 
@@ -192,10 +193,10 @@ class DataPlane:
 
     def _lookup(self, name: str, version: str | None) -> LoadedModel | None:
         if name != self.model_name:
-            raise ModelNotFound(f"model '{name}' is not served here (this server serves '{self.model_name}')")
+            raise ModelNotFound(f"model {quote(name)} is not served here (this server serves '{self.model_name}')")
         model = self._model
         if version and model is not None and version != model.version:
-            raise ModelNotFound(f"model '{name}' has no version '{version}' (serving version '{model.version}')")
+            raise ModelNotFound(f"model '{name}' has no version {quote(version)} (serving version '{model.version}')")
         return model
 
     def _require(self, name: str, version: str | None) -> LoadedModel:
