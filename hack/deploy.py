@@ -42,15 +42,20 @@ def split_ref(ref: str) -> tuple[str, str]:
     return repo, tag
 
 
-def values(layout: Layout, *, config: dict[str, Any] | None = None, replicas: int = 2) -> dict[str, Any]:
+def values(layout: Layout, *, namespaces: list[str], config: dict[str, Any] | None = None,
+           replicas: int = 2) -> dict[str, Any]:
     """Helm values for the local cluster: the images built here, the operator pods on the real node, the local
-    object store (on the bridge, where pods reach it), the local node pools; `config` overrides config keys."""
+    object store (on the bridge, where pods reach it), the local node pools; `config` overrides config keys.
+
+    `namespaces`: the namespaces this install serves (the chart gives it Roles there, no ClusterRole). Required:
+    the test suite runs other operators on the same cluster, and two operators must never serve one model.
+    The namespaces must exist before `install`."""
     refs = image_refs(layout)
     store = read_env_file(layout.objectstore_env)
     repo, tag = split_ref(refs["operator"])
     operator_config = local_operator_config(store["AWS_ENDPOINT_URL"], store["AWS_REGION"], refs["runtime"])
     # The chart's own knobs stay (leader election, ports); these replace the chart's examples.
-    operator_config |= {"leaderElection": {"enabled": True}} | (config or {})
+    operator_config |= {"leaderElection": {"enabled": True}, "watch": {"namespaces": namespaces}} | (config or {})
     return {
         "replicaCount": replicas,
         "image": {"repository": repo, "tag": tag, "pullPolicy": "IfNotPresent"},
