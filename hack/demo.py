@@ -1,45 +1,62 @@
-"""`make demo`: the whole flow on a fresh machine, printed as it goes, cleaned up on exit.
+"""`make demo`: the whole flow on the local cluster's real node, printed as it goes, cleaned up on exit.
 
-local cluster + object store → a small ONNX model → `mlmodel pack` / `mlmodel push` → the CRD → the operator →
-an MLModel on the GPU pool → Ready → the runtime started locally with the command and environment of the rendered
-pod template → a real prediction over the V2 API → a broken revision → the automatic rollback.
+local cluster with the real node → the images built here (`python -m hack.images build --load`) → the operator
+by `helm install` (2 pods, leader election) → a small ONNX model, `mlmodel pack` / `mlmodel push` → an MLModel on
+the real node's pool → runtime pods download, verify and load it (the startup probe holds until then) → a
+prediction with `curl` through the Service's ClusterIP → a client loop through the Service → a revision whose
+model onnxruntime cannot load → the runtime exits with its contract exit code → CrashLoopBackOff → the automatic
+rollback, with the client loop's failed requests counted → a second model on the GPU pool (kwok's simulated
+nodes). Nothing runs beside the cluster in place of a pod.
 """
 
 from __future__ import annotations
 
-import base64
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from collections.abc import Callable
+from contextlib import ExitStack
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
-from hack.localcluster import Layout, down, status, up
+from hack import deploy
+from hack.localcluster import REAL_POOL, Layout, down, status, up
 from hack.localcluster.layout import REPO, read_env_file
+from hack.traffic import ClientLoop, Tally
 
-NAMESPACE = "demo"
+NAMESPACE = "demo"  # the model on the real node
+GPU_NAMESPACE = "demo-gpu"  # the model on kwok's simulated GPU nodes
 MODEL = "fraud-detector"
+REVISION_LABEL = "serving.mlmodel.io/revision"
 BIN = Path(sys.executable).parent
 BOLD, DIM, RESET = ("\033[1m", "\033[2m", "\033[0m") if sys.stdout.isatty() else ("", "", "")
+# Detect the crash loop after 2 restarts (kubelet's back-off: 10 s, then 20 s) instead of 3 (a further 40 s).
+OPERATOR_CONFIG: dict[str, Any] = {"failureDetection": {"crashLoopRestarts": 2, "checkIntervalSeconds": 2}}
+INFER_BODY: dict[str, Any] = {"inputs": [{"name": "input", "shape": [2, 4], "datatype": "FP32",
+                                          "data": [[0.1, 0.2, 0.3, 0.4], [1.0, -1.0, 0.5, 2.0]]}]}
+T = TypeVar("T")
 
 
 def step(text: str) -> None:
     print(f"\n{BOLD}==> {text}{RESET}", flush=True)
 
 
+def note(text: str) -> None:
+    print(f"{DIM}{text}{RESET}", flush=True)
+
+
+def echo(argv: list[str]) -> None:
+    printable = " ".join(a if " " not in a and "{" not in a else f"'{a}'" for a in argv)
+    note(f"$ {printable.replace(str(REPO) + '/', '')}")
+
+
 def show(argv: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
     """Run a command, echo it and its output."""
-    printable = " ".join(a if " " not in a else repr(a) for a in argv)
-    print(f"{DIM}$ {printable.replace(str(REPO) + '/', '')}{RESET}", flush=True)
+    echo(argv)
     res = subprocess.run(argv, capture_output=True, text=True, **kwargs)
     out = (res.stdout + res.stderr).rstrip()
     if out:
@@ -49,25 +66,16 @@ def show(argv: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
     return res
 
 
-def wait(check: Callable[[], Any], timeout: float, what: str) -> Any:
+def wait_for(check: Callable[[], T | None], timeout: float, what: str, every: float = 1.0) -> T:
+    """Poll `check` until it returns a value (not None/False) or the deadline passes."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            value = check()
-            if value:
-                return value
-        except SystemExit:
-            raise
-        except Exception:  # not there yet
-            pass
-        time.sleep(0.5)  # poll
-    raise SystemExit(f"demo: timed out after {timeout:.0f}s waiting for {what}")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise SystemExit(f"demo: timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(every)  # poll interval of a wait with a deadline
 
 
 def make_onnx_model(path: Path, seed: int) -> None:
@@ -93,158 +101,303 @@ def make_onnx_model(path: Path, seed: int) -> None:
     onnx.save(model, str(path))
 
 
+def make_unloadable_onnx_model(path: Path) -> None:
+    """The same model with its last layer replaced by an operator that exists in no opset: the file is a valid
+    protobuf with the same inputs and outputs (so `mlmodel pack`, the package checks and the operator accept it),
+    but onnxruntime refuses the graph ("No Op registered for FraudScoreV2")."""
+    import onnx
+    from onnx import helper
+
+    make_onnx_model(path, seed=2)
+    model = onnx.load(str(path))
+    last = model.graph.node[-1]
+    model.graph.node.remove(last)
+    model.graph.node.append(helper.make_node("FraudScoreV2", ["hr"], ["scores"], name="score"))
+    onnx.save(model, str(path))
+
+
 class Demo:
     def __init__(self, stack: ExitStack) -> None:
         self.stack = stack
         self.layout = Layout.default()
         self.work = self.layout.root / "demo"
         self.kubectl = [str(self.layout.bin / "kubectl"), "--kubeconfig", str(self.layout.kubeconfig)]
+        self.release, self.system = deploy.RELEASE, deploy.NAMESPACE
+        self.installed = False
+        self.s3: dict[str, str] = {}
+        self.url = ""
+        self.tally: Tally | None = None
 
-    def k(self, *args: str, stdin: str | None = None, quiet: bool = False) -> subprocess.CompletedProcess[str]:
-        if quiet:
-            return subprocess.run([*self.kubectl, *args], input=stdin, capture_output=True, text=True, check=True)
+    def k(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
         return show([*self.kubectl, *args], input=stdin)
 
-    def model(self) -> dict[str, Any]:
-        return dict(json.loads(self.k("get", "mlmodel", MODEL, "-n", NAMESPACE, "-o", "json", quiet=True).stdout))
+    def get(self, *args: str) -> Any:
+        """`kubectl get ... -o json`, quietly."""
+        res = subprocess.run([*self.kubectl, "get", *args, "-o", "json"], capture_output=True, text=True,
+                             check=True)
+        return json.loads(res.stdout)
 
-    @contextmanager
-    def process(self, name: str, argv: list[str], env: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
-        log = self.work / f"{name}.log"
-        with open(log, "wb") as out:
-            proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=REPO)
-        try:
-            print(f"{DIM}started {name} (pid {proc.pid}, log {os.path.relpath(log, REPO)}){RESET}")
-            yield proc
-        finally:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+    def mlmodel(self, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        return show([str(BIN / "mlmodel"), *args], env=env)
 
     def run(self) -> None:
-        step("1. The local cluster (etcd, kube-apiserver, controller-manager, scheduler, kwok GPU nodes) and S3 store")
-        if not (before := status(self.layout)).cluster or not before.objectstore:
+        started = time.monotonic()
+        self.cluster()
+        self.images()
+        self.operator()
+        self.serve()
+        self.broken_revision()
+        self.gpu_pool()
+        failed = self.tally.failed if self.tally else -1
+        step(f"Done in {time.monotonic() - started:.0f}s: failed requests during the broken rollout and the "
+             f"rollback: {failed}")
+        if failed:
+            raise SystemExit(f"demo: {failed} requests failed through the Service ({self.tally.summary()})"
+                             if self.tally else "demo: the client loop did not run")
+
+    # 1. ---------------------------------------------------------------------------------------------------
+    def cluster(self) -> None:
+        step("1. The local cluster: control plane, kwok's simulated GPU nodes, the real node real-0, S3 store")
+        before = status(self.layout)
+        if before.node_unavailable:
+            raise SystemExit(f"demo: this machine cannot run the real node the demo needs: {before.node_unavailable}")
+        if not before.cluster or not before.objectstore:
             self.stack.callback(down, layout=self.layout)
-            self.stack.callback(step, "Stopping what the demo started")
-        up(layout=self.layout)
+            self.stack.callback(step, "Stopping the cluster the demo started")
+        t = time.monotonic()
+        now = up(layout=self.layout)
+        if not now.node:
+            raise SystemExit(f"demo: the real node is not running: {now.node_unavailable or 'see make cluster-status'}")
+        note(f"cluster up in {time.monotonic() - t:.0f}s")
+        self.k("get", "nodes", "-o", "wide", "-L", "pool")
         self.work.mkdir(parents=True, exist_ok=True)
-        self.k("get", "nodes", "-L", "pool,nvidia.com/gpu.product")
-        s3 = read_env_file(self.layout.objectstore_env)
-        env = {**os.environ, **s3}
+        self.s3 = read_env_file(self.layout.objectstore_env)
 
-        step("2. A small ONNX model, packed (metadata.json + deployment_manifest.json) and pushed to the store")
-        pkg = self.work / "fraud-v1"
-        make_onnx_model(pkg / "model.onnx", seed=1)
-        show([str(BIN / "mlmodel"), "pack", str(pkg), "--name", MODEL, "--version", "1"], env=env)
-        pushed = show([str(BIN / "mlmodel"), "push", str(pkg), f"s3://models/{MODEL}/1/", "--force"], env=env)
-        resource = yaml.safe_load(pushed.stdout)
+    # 2. ---------------------------------------------------------------------------------------------------
+    def images(self) -> None:
+        step("2. The runtime and operator images, built from Dockerfile.runtime / Dockerfile.operator with buildah "
+             "and loaded into real-0's containerd (cached by content)")
+        argv = [sys.executable, "-m", "hack.images", "build", "--load"]
+        echo(argv)
+        t = time.monotonic()
+        if subprocess.run(argv, cwd=REPO).returncode != 0:
+            raise SystemExit("demo: the image build failed (see above)")
+        note(f"images ready in {time.monotonic() - t:.0f}s")
+        print(json.dumps(deploy.image_refs(self.layout), indent=1))
 
-        step("3. The CRD, a namespace and the credentials Secret the MLModel names")
-        crd = REPO / "crds" / "serving.mlmodel.io_mlmodels.yaml"
-        self.k("apply", "--server-side", "--force-conflicts", "-f", str(crd))
-        self.k("wait", "--for=condition=Established", "crd/mlmodels.serving.mlmodel.io", "--timeout=60s")
-        self.k("apply", "-f", "-", stdin=self.k("create", "namespace", NAMESPACE, "--dry-run=client", "-o", "yaml",
-                                                quiet=True).stdout)
-        self.stack.callback(lambda: self.k("delete", "namespace", NAMESPACE, "--wait=false", quiet=True))
-        secret = self.k("create", "secret", "generic", "models-s3", "-n", NAMESPACE,
-                        f"--from-literal=AWS_ACCESS_KEY_ID={s3['AWS_ACCESS_KEY_ID']}",
-                        f"--from-literal=AWS_SECRET_ACCESS_KEY={s3['AWS_SECRET_ACCESS_KEY']}",
-                        "--dry-run=client", "-o", "yaml", quiet=True).stdout
-        self.k("apply", "-n", NAMESPACE, "-f", "-", stdin=secret)
+    # 3. ---------------------------------------------------------------------------------------------------
+    def namespaces(self) -> None:
+        """The models' namespaces (the chart gives the operator Roles there) and their credentials Secret."""
+        self.stack.callback(self.cleanup)
+        for ns in (NAMESPACE, GPU_NAMESPACE):
+            manifest = subprocess.run([*self.kubectl, "create", "namespace", ns, "--dry-run=client", "-o", "yaml"],
+                                      capture_output=True, text=True, check=True).stdout
+            self.k("apply", "-f", "-", stdin=manifest)
+            secret = subprocess.run(
+                [*self.kubectl, "create", "secret", "generic", "models-s3", "-n", ns,
+                 f"--from-literal=AWS_ACCESS_KEY_ID={self.s3['AWS_ACCESS_KEY_ID']}",
+                 f"--from-literal=AWS_SECRET_ACCESS_KEY={self.s3['AWS_SECRET_ACCESS_KEY']}",
+                 "--dry-run=client", "-o", "yaml"], capture_output=True, text=True, check=True).stdout
+            self.k("apply", "-n", ns, "-f", "-", stdin=secret)
 
-        step("4. The operator, running against the local cluster")
-        config = yaml.safe_load(self.layout.operator_config.read_text())
-        self.metrics_port = free_port()
-        config |= {"metricsPort": self.metrics_port, "healthPort": free_port(), "resync": {"intervalSeconds": 5}}
-        (self.work / "operator.yaml").write_text(yaml.safe_dump(config))
-        op_env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}  # it reads models' Secrets only
-        op_env["KUBECONFIG"] = str(self.layout.kubeconfig)
-        argv = [sys.executable, "-m", "mlmodel_operator", "--config", str(self.work / "operator.yaml")]
-        self.stack.enter_context(self.process("operator", argv, op_env))
-        print(f"{DIM}$ python -m mlmodel_operator --config .local/demo/operator.yaml{RESET}")
+    def cleanup(self) -> None:
+        """The models first, while the operator still runs to remove its finalizers; the namespaces; the operator."""
+        step(f"Cleaning up: namespaces {NAMESPACE}, {GPU_NAMESPACE}" + (f", helm release {self.release}, namespace "
+                                                                       f"{self.system}" if self.installed else ""))
+        for ns in (NAMESPACE, GPU_NAMESPACE):
+            self.delete_namespace(ns)
+        if self.installed:
+            deploy.uninstall(self.layout, release=self.release, namespace=self.system)
+            subprocess.run([*self.kubectl, "delete", "namespace", self.system, "--ignore-not-found",
+                            "--timeout=120s"], capture_output=True, text=True)
 
-        step("5. An MLModel (the YAML `mlmodel push` printed) on the GPU pool, one GPU per replica")
+    def delete_namespace(self, ns: str) -> None:
+        cmd = [*self.kubectl, "delete", "mlmodels", "--all", "-n", ns, "--timeout=60s"]
+        if subprocess.run(cmd, capture_output=True, text=True).returncode != 0:  # the operator is gone
+            for name in subprocess.run([*self.kubectl, "get", "mlmodels", "-n", ns, "-o", "name"],
+                                       capture_output=True, text=True).stdout.split():
+                subprocess.run([*self.kubectl, "patch", name, "-n", ns, "--type=merge",
+                                "-p", '{"metadata":{"finalizers":null}}'], capture_output=True, text=True)
+        subprocess.run([*self.kubectl, "delete", "namespace", ns, "--ignore-not-found", "--timeout=120s"],
+                       capture_output=True, text=True)
+
+    # 4. ---------------------------------------------------------------------------------------------------
+    def operator(self) -> None:
+        self.choose_release()
+        step(f"3. The operator as users install it: helm install {self.release} charts/mlmodel-operator -n "
+             f"{self.system} (2 replicas, leader election, its image built here, on real-0)")
+        values = deploy.values(self.layout, namespaces=[NAMESPACE, GPU_NAMESPACE], config=OPERATOR_CONFIG)
+        self.namespaces()
+        print(yaml.safe_dump(values, sort_keys=False).rstrip())
+        self.installed = True  # from here on, cleanup uninstalls (a half-done install included)
+        echo([*deploy.helm_argv(self.layout), "upgrade", "--install", self.release, "charts/mlmodel-operator",
+              "-n", self.system, "--create-namespace", "-f", f".local/deploy/{self.release}-values.yaml", "--wait"])
+        t = time.monotonic()
+        res = deploy.install(self.layout, values, release=self.release, namespace=self.system, timeout="300s")
+        print(res.stdout.rstrip())
+        note(f"operator pods Ready in {time.monotonic() - t:.0f}s")
+        self.k("get", "pods", "-n", self.system, "-o", "wide")
+
+        def holder() -> str | None:
+            leases = self.get("leases", "-n", self.system)["items"]
+            return next((str(h) for lease in leases if (h := lease["spec"].get("holderIdentity"))), None)
+
+        leader = wait_for(holder, 60, "an operator pod to hold the leader-election Lease")
+        self.k("get", "leases", "-n", self.system, "-o",
+               "custom-columns=LEASE:.metadata.name,HOLDER:.spec.holderIdentity,RENEWED:.spec.renewTime")
+        print(f"leader: {leader}; the other replica waits for the Lease")
+
+    def choose_release(self) -> None:
+        """mlmodel-operator in mlmodel-system, unless someone else's install is there (the cluster is shared)."""
+        releases = json.loads(subprocess.run([*deploy.helm_argv(self.layout), "list", "-n", deploy.NAMESPACE, "-o",
+                                              "json"], capture_output=True, text=True, check=True).stdout or "[]")
+        if any(r["name"] == deploy.RELEASE for r in releases):
+            got = subprocess.run([*deploy.helm_argv(self.layout), "get", "values", deploy.RELEASE, "-n",
+                                  deploy.NAMESPACE, "-o", "json"], capture_output=True, text=True, check=True)
+            watched = (json.loads(got.stdout or "{}").get("config") or {}).get("watch", {}).get("namespaces")
+            if watched != [NAMESPACE, GPU_NAMESPACE]:  # not a leftover of an earlier demo: leave it alone
+                self.release, self.system = "demo-operator", "demo-system"
+                note(f"another install of {deploy.RELEASE} runs in {deploy.NAMESPACE}: using {self.release} in "
+                     f"{self.system}")
+
+    # 5. ---------------------------------------------------------------------------------------------------
+    def push(self, folder: str, version: str, make: Callable[[Path], None]) -> dict[str, Any]:
+        pkg = self.work / folder
+        make(pkg / "model.onnx")
+        env = {**os.environ, **self.s3}
+        self.mlmodel("pack", str(pkg), "--name", MODEL, "--version", version, env=env)
+        pushed = self.mlmodel("push", str(pkg), f"s3://models/{MODEL}/{version}/", "--force", env=env)
+        return dict(yaml.safe_load(pushed.stdout))
+
+    def serve(self) -> None:
+        step("4. A small ONNX model, packed (metadata.json + deployment_manifest.json) and pushed to the store")
+        resource = self.push("fraud-v1", "1", lambda p: make_onnx_model(p, seed=1))
+
+        step(f"5. An MLModel on the real node's pool `{REAL_POOL}`, 2 replicas, small requests")
         resource["metadata"]["namespace"] = NAMESPACE
-        resource["spec"] |= {"replicas": 2, "nodePool": "gpu-a100", "resources": {"gpu": 1}}
+        resource["spec"] |= {"replicas": 2, "nodePool": REAL_POOL,
+                             "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}}}
         manifest = yaml.safe_dump(resource, sort_keys=False)
-        print(manifest)
+        print(manifest.rstrip())
+        t = time.monotonic()
         self.k("apply", "-f", "-", stdin=manifest)
-        self.k("wait", "-n", NAMESPACE, f"mlmodel/{MODEL}", "--for=condition=Ready", "--timeout=120s")
+        self.k("wait", "-n", NAMESPACE, f"mlmodel/{MODEL}", "--for=condition=Ready", "--timeout=300s")
+        note(f"Ready in {time.monotonic() - t:.0f}s (pods scheduled, package downloaded and verified, model loaded)")
         self.k("get", "mlm", "-n", NAMESPACE)
-        self.k("get", "pods", "-n", NAMESPACE, "-o", "wide")
+        self.k("get", "pods", "-n", NAMESPACE, "-o", "wide", "-L", REVISION_LABEL)
+        self.startup_evidence()
 
-        step("6. The runtime, started locally with the rendered pod template's command and environment")
-        self.serve_locally()
+        step("6. A prediction with curl through the Service's ClusterIP (kube-proxy picks a pod on real-0)")
+        service = self.get("service", MODEL, "-n", NAMESPACE)
+        port = next(p["port"] for p in service["spec"]["ports"] if p.get("name") == "http")
+        self.url = f"http://{service['spec']['clusterIP']}:{port}/v2/models/{MODEL}/infer"
+        self.k("get", "service", MODEL, "-n", NAMESPACE, "-o", "wide")
+        show(["curl", "-sS", "--fail-with-body", "-H", "Content-Type: application/json", "-d",
+              json.dumps(INFER_BODY, separators=(",", ":")), self.url])
+        print()
 
-        step("7. A broken revision: a new package whose pods crash-loop → automatic rollback")
-        pkg2 = self.work / "fraud-v2"
-        make_onnx_model(pkg2 / "model.onnx", seed=2)
-        show([str(BIN / "mlmodel"), "pack", str(pkg2), "--name", MODEL, "--version", "2"], env=env)
-        uri2 = yaml.safe_load(show([str(BIN / "mlmodel"), "push", str(pkg2), f"s3://models/{MODEL}/2/", "--force"],
-                                   env=env).stdout)["spec"]["source"]["uri"]
-        patch = {"spec": {"source": {"uri": uri2}, "podMetadata": {"labels": {"mlmodel.io/simulate": "crashloop"}}}}
-        self.k("patch", "mlmodel", MODEL, "-n", NAMESPACE, "--type=merge", "-p", json.dumps(patch))
-        self.k("wait", "-n", NAMESPACE, f"mlmodel/{MODEL}", "--for=condition=RolledBack", "--timeout=180s")
-        self.k("wait", "-n", NAMESPACE, f"mlmodel/{MODEL}", "--for=condition=Reconciling=False", "--timeout=120s")
+    def startup_evidence(self) -> None:
+        """One runtime pod's timeline: container started → startup probe 503 until the model is loaded → Ready."""
+        pod = self.get("pods", "-n", NAMESPACE, "-l", f"app.kubernetes.io/instance={MODEL}")["items"][0]
+        name = pod["metadata"]["name"]
+        probe = pod["spec"]["containers"][0]["startupProbe"]
+        print(f"\n{name}: startupProbe GET {probe['httpGet']['path']} every {probe['periodSeconds']}s, "
+              f"failureThreshold {probe['failureThreshold']} (budget from the package size)")
+        state = pod["status"]["containerStatuses"][0]
+        print(f"  container started   {state['state'].get('running', {}).get('startedAt')}")
+        logs = subprocess.run([*self.kubectl, "logs", name, "-n", NAMESPACE], capture_output=True, text=True).stdout
+        for line in logs.splitlines():
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue
+            if entry.get("message") in ("fetching package", "package verified", "model ready"):
+                print(f"  runtime log         {entry.get('time')} {entry['message']}")
+        for cond in pod["status"]["conditions"]:
+            print(f"  condition {cond['type']:<17} {cond['status']:<5} {cond.get('lastTransitionTime')}")
+        events = self.get("events", "-n", NAMESPACE, "--field-selector", f"involvedObject.name={name}")["items"]
+        for ev in events:
+            print(f"  event {ev['reason']:<10} x{ev.get('count', 1)} {ev['message'][:150]}")
+        if not any(ev["reason"] == "Unhealthy" for ev in events):
+            note("  (the model loaded before the startup probe's first failing answer: no Unhealthy event)")
+
+    # 7. ---------------------------------------------------------------------------------------------------
+    def broken_revision(self) -> None:
+        step("7. A client loop through the ClusterIP for the whole broken rollout and the rollback")
+        loop = self.stack.enter_context(ClientLoop(self.url, INFER_BODY))
+        self.tally = loop.tally
+        loop.wait_for_requests(20, 30)
+        print(f"client loop running: {loop.tally.summary()}")
+
+        step("8. Revision 2: a package that passes every check but whose model onnxruntime cannot load")
+        uri = self.push("fraud-v2-broken", "2", make_unloadable_onnx_model)["spec"]["source"]["uri"]
+        self.k("patch", "mlmodel", MODEL, "-n", NAMESPACE, "--type=merge",
+               "-p", json.dumps({"spec": {"source": {"uri": uri}}}))
+
+        def crashed() -> dict[str, Any] | None:
+            for pod in self.get("pods", "-n", NAMESPACE, "-l", f"app.kubernetes.io/instance={MODEL}")["items"]:
+                for cs in pod.get("status", {}).get("containerStatuses", []):
+                    waiting = cs.get("state", {}).get("waiting", {}).get("reason")
+                    if cs.get("lastState", {}).get("terminated") and waiting == "CrashLoopBackOff":
+                        return dict(pod)
+            return None
+
+        pod = wait_for(crashed, 180, "a runtime pod of revision 2 in CrashLoopBackOff")
+        name = pod["metadata"]["name"]
+        cs = pod["status"]["containerStatuses"][0]
+        term = cs["lastState"]["terminated"]
+        print(f"{name}: revision {pod['metadata']['labels'].get(REVISION_LABEL)}, restarts {cs['restartCount']}, "
+              f"state {cs['state']['waiting']['reason']}")
+        print(f"  lastState.terminated: exitCode {term['exitCode']} ({term.get('reason')}), "
+              f"ran {term.get('startedAt')} → {term.get('finishedAt')}")
+        note("  exit code 1 is the contract's 'the model cannot be loaded' (docs/contracts.md)")
+        self.k("get", "pods", "-n", NAMESPACE, "-o", "wide", "-L", REVISION_LABEL)
+        logs = subprocess.run([*self.kubectl, "logs", name, "-n", NAMESPACE, "--previous", "--tail=3"],
+                              capture_output=True, text=True).stdout
+        note(f"$ kubectl logs {name} -n {NAMESPACE} --previous --tail=3")
+        for line in logs.splitlines():
+            print(line[:400])
+
+        step("9. The operator sees the crash loop and rolls back to revision 1 by itself")
+        t = time.monotonic()
+        self.k("wait", "-n", NAMESPACE, f"mlmodel/{MODEL}", "--for=condition=RolledBack", "--timeout=300s")
+        self.k("wait", "-n", NAMESPACE, f"mlmodel/{MODEL}", "--for=condition=Reconciling=False", "--timeout=180s")
+        note(f"rolled back {time.monotonic() - t:.0f}s after the first crash was seen")
+        tally = loop.stop()
+        print(f"client loop through the Service: {tally.summary()}")
+        print(f"answers by model version: {dict(tally.revisions)}")
+        print(f"FAILED REQUESTS: {tally.failed}")
         self.k("get", "mlm", "-n", NAMESPACE)
-        show([str(BIN / "mlmodel"), "history", MODEL, "-n", NAMESPACE, "--kubeconfig", str(self.layout.kubeconfig)])
+        self.k("get", "pods", "-n", NAMESPACE, "-o", "wide", "-L", REVISION_LABEL)
+        self.mlmodel("history", MODEL, "-n", NAMESPACE, "--kubeconfig", str(self.layout.kubeconfig))
         self.k("get", "events", "-n", NAMESPACE, "--field-selector", f"involvedObject.name={MODEL}",
                "--sort-by=.lastTimestamp")
-        step("Operator metrics")
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as r:
-            for line in r.read().decode().splitlines():
-                if line.startswith(("mlmodel_operator_rollbacks_total", "mlmodel_operator_model_serving_revision",
-                                    "mlmodel_operator_rollouts_total")):
-                    print(line)
-        step(f"Done: revision {self.model()['status'].get('revision')} serves; the failed one is in the history.")
 
-    def serve_locally(self) -> None:
-        deployment = json.loads(self.k("get", "deployment", MODEL, "-n", NAMESPACE, "-o", "json", quiet=True).stdout)
-        container = deployment["spec"]["template"]["spec"]["containers"][0]
-        env: dict[str, str] = {}
-        for var in container.get("env", []):
-            if "value" in var:
-                env[var["name"]] = var["value"]
-            elif ref := var.get("valueFrom", {}).get("secretKeyRef"):
-                got = self.k("get", "secret", ref["name"], "-n", NAMESPACE, "-o", "json", quiet=True)
-                data = json.loads(got.stdout)
-                env[var["name"]] = base64.b64decode(data["data"][ref["key"]]).decode()
-        # Only what a laptop needs differently from a pod: where to listen, where to download, and the CPU
-        # (the pod on the GPU pool asks for cuda; this machine has no GPU).
-        port, metrics = free_port(), free_port()
-        local = {"MLMODEL_HOST": "127.0.0.1", "MLMODEL_PORT": str(port), "MLMODEL_METRICS_PORT": str(metrics),
-                 "MLMODEL_MODEL_DIR": str(self.work / "models"), "MLMODEL_DEVICE": "cpu"}
-        shown = {k: ("***" if "SECRET" in k or "ACCESS_KEY" in k else v) for k, v in {**env, **local}.items()}
-        print(f"{DIM}command: python -m mlmodel_runtime {' '.join(container['args'])}{RESET}")
-        print(f"{DIM}env from the pod template (+ local overrides): {json.dumps(shown, indent=1)}{RESET}")
-        base = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "MLMODEL_"))}
-        with self.process("runtime", [sys.executable, "-m", "mlmodel_runtime", *container["args"]],
-                          {**base, **env, **local}):
-            url = f"http://127.0.0.1:{port}"
-            name = env["MLMODEL_MODEL_NAME"]
-            wait(lambda: urllib.request.urlopen(f"{url}/v2/models/{name}/ready", timeout=2).status == 200,
-                 120, "the runtime to be ready")
-            with urllib.request.urlopen(f"{url}/v2/models/{name}", timeout=5) as r:
-                print("model metadata:", r.read().decode())
-            body = {"inputs": [{"name": "input", "shape": [2, 4], "datatype": "FP32",
-                                "data": [[0.1, 0.2, 0.3, 0.4], [1.0, -1.0, 0.5, 2.0]]}]}
-            print(f"{DIM}$ curl -X POST {url}/v2/models/{name}/infer -d '{json.dumps(body)}'{RESET}")
-            req = urllib.request.Request(f"{url}/v2/models/{name}/infer", data=json.dumps(body).encode(),
-                                         headers={"Content-Type": "application/json"})
-            with urllib.request.urlopen(req, timeout=10) as r:
-                answer = json.loads(r.read())
-            print(json.dumps(answer, indent=1))
-            with urllib.request.urlopen(f"http://127.0.0.1:{metrics}/metrics", timeout=5) as r:
-                print("\n".join(line for line in r.read().decode().splitlines()
-                                if line.startswith("mlmodel_runtime_requests_total")))
+    # 10. --------------------------------------------------------------------------------------------------
+    def gpu_pool(self) -> None:
+        step("10. GPU placement: a second MLModel on the gpu-a100 pool with one GPU per replica "
+             "(kwok's simulated nodes: placement and readiness are simulated, no container runs there)")
+        resource = self.push("fraud-gpu", "1", lambda p: make_onnx_model(p, seed=1))
+        resource["metadata"]["namespace"] = GPU_NAMESPACE
+        resource["spec"] |= {"replicas": 2, "nodePool": "gpu-a100", "resources": {"gpu": 1}}
+        self.k("apply", "-f", "-", stdin=yaml.safe_dump(resource, sort_keys=False))
+        self.k("wait", "-n", GPU_NAMESPACE, f"mlmodel/{MODEL}", "--for=condition=Ready", "--timeout=180s")
+        self.k("get", "mlm", "-n", GPU_NAMESPACE)
+        self.k("get", "pods", "-n", GPU_NAMESPACE, "-o",
+               "custom-columns=POD:.metadata.name,NODE:.spec.nodeName,GPU:.spec.containers[0].resources.limits."
+               "nvidia\\.com/gpu,TOLERATES:.spec.tolerations[0].key,READY:.status.conditions[?(@.type=='Ready')]"
+               ".status")
+        nodes = {p["spec"].get("nodeName") for p in self.get("pods", "-n", GPU_NAMESPACE)["items"]}
+        print(f"placed on {sorted(n for n in nodes if n)} (kwok-simulated A100 nodes)")
 
 
 def main() -> int:
-    with ExitStack() as stack:
-        Demo(stack).run()
+    started = time.monotonic()
+    try:
+        with ExitStack() as stack:
+            Demo(stack).run()
+    finally:
+        print(f"\n{BOLD}make demo: {time.monotonic() - started:.0f}s in total (cleanup included){RESET}", flush=True)
     return 0
 
 
