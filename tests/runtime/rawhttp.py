@@ -25,14 +25,18 @@ def head(path: str, headers: dict[str, str], method: str = "POST") -> bytes:
 
 
 def read_response(sock: socket.socket) -> RawResponse:
-    """One response with a Content-Length (what the runtime always sends)."""
+    """One response with a Content-Length (what the runtime always sends), after any 1xx."""
     data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = sock.recv(65536)
-        if not chunk:
-            raise ConnectionError(f"connection closed before a response; got {data[:200]!r}")
-        data += chunk
-    top, rest = data.split(b"\r\n\r\n", 1)
+    while True:
+        while b"\r\n\r\n" not in data:
+            chunk = sock.recv(65536)
+            if not chunk:
+                raise ConnectionError(f"connection closed before a response; got {data[:200]!r}")
+            data += chunk
+        top, rest = data.split(b"\r\n\r\n", 1)
+        if not top.startswith(b"HTTP/1.1 1"):
+            break
+        data = rest  # an interim response (100 Continue): the final one follows
     status_line, *lines = top.decode("latin-1").split("\r\n")
     headers = {k.strip().lower(): v.strip() for k, v in (line.split(":", 1) for line in lines)}
     length = int(headers.get("content-length", "0"))

@@ -10,9 +10,10 @@ import json
 import zlib
 from typing import Any
 
+import numpy as np
 import pytest
 from mlmodel_runtime.backends.base import Signature, TensorSpec
-from mlmodel_runtime.server.codec import decode_request
+from mlmodel_runtime.server.codec import decode_request, encode_response
 from mlmodel_runtime.server.errors import InvalidInput, PayloadTooLarge, UnsupportedEncoding
 from mlmodel_runtime.server.wire import BodyDecoder, excerpt, parse_length
 
@@ -158,3 +159,30 @@ def test_the_word_true_elsewhere_does_not_refuse_numbers() -> None:
         "inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, 3, 4]}],
     }
     assert decode_request(json.dumps(request).encode(), None, MLP).inputs["input"].tolist() == [[1, 2, 3, 4]]
+
+
+def test_non_finite_outputs_are_written_as_triton_writes_them() -> None:
+    for dtype in (np.float16, np.float32, np.float64):
+        y = np.array([[np.nan, np.inf], [-np.inf, 0.1]], dtype)
+        body = encode_response("m", "1", None, ["y"], [y], [False]).body
+        assert b'"data":[NaN,Infinity,-Infinity,0.1]' in body
+        data = json.loads(body)["outputs"][0]["data"]  # what Python's json and tritonclient read
+        assert np.isnan(data[0])
+        assert data[1:] == [np.inf, -np.inf, 0.1]
+
+
+def test_non_finite_inputs_are_read_as_triton_reads_them() -> None:
+    request = (
+        b'{"inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP32", "data": [NaN, Infinity, -Infinity, 1]}]}'
+    )
+    x = decode_request(request, None, MLP).inputs["input"]
+    assert np.isnan(x[0, 0])
+    assert x[0, 1:].tolist() == [np.inf, -np.inf, 1]
+    for bad in (b'{"inputs": [NaN', b"[" * 5000 + b"NaN" + b"]" * 5000):
+        with pytest.raises(InvalidInput, match="malformed JSON"):
+            decode_request(bad, None, MLP)
+    surrogate = (
+        b'{"inputs": [{"name": "text", "shape": [1, 2], "datatype": "BYTES", "data": ["\\ud800", "NaN"]}], "x": NaN}'
+    )
+    with pytest.raises(InvalidInput, match="not valid Unicode"):
+        decode_request(surrogate, None, TEXT)

@@ -13,6 +13,7 @@ that carry `parameters.binary_data_size`; the response does the same for outputs
 
 from __future__ import annotations
 
+import json
 import math
 import struct
 from collections.abc import Sequence
@@ -68,7 +69,7 @@ def decode_request(body: bytes | bytearray, header_length: int | None, signature
     try:
         request = orjson.loads(header)
     except orjson.JSONDecodeError as exc:
-        raise InvalidInput(f"malformed JSON in request: {exc}") from None
+        request = _with_non_finite(header, exc)
     if not isinstance(request, dict):
         raise InvalidInput(f"request must be a JSON object, found {_json_type(request)}")
 
@@ -89,6 +90,18 @@ def decode_request(body: bytes | bytearray, header_length: int | None, signature
     outputs, flags = _decode_outputs(request.get("outputs"), signature, binary_default)
     first = inputs[signature.inputs[0].name]
     return InferRequest(request_id, inputs, outputs, flags, first.shape[0] if first.ndim else 0)
+
+
+def _with_non_finite(header: memoryview, error: orjson.JSONDecodeError) -> Any:
+    """JSON with NaN, Infinity or -Infinity among the numbers, which Triton reads (and its client
+    writes) but orjson refuses: parsed again with the standard library, else the first error stands."""
+    text = bytes(header)
+    if b"NaN" in text or b"Infinity" in text:
+        try:
+            return json.loads(text)
+        except (ValueError, RecursionError):
+            pass
+    raise InvalidInput(f"malformed JSON in request: {error}") from None
 
 
 def _decode_inputs(
@@ -203,7 +216,10 @@ def from_json(data: Any, spec: TensorSpec, shape: tuple[int, ...], literals: boo
         for i, value in enumerate(flat):
             if not isinstance(value, str):
                 raise InvalidInput(f"input '{name}': BYTES data must be strings, found {_json_type(value)}")
-            out[i] = value.encode()
+            try:
+                out[i] = value.encode()
+            except UnicodeEncodeError:  # a lone surrogate (\ud800), which only the fallback parser lets through
+                raise InvalidInput(f"input '{name}': BYTES element {i} is not valid Unicode") from None
         return out.reshape(shape)
     try:
         array = np.asarray(data)
@@ -356,6 +372,8 @@ def encode_response(
             chunks.append(raw)
         elif datatype == "BYTES":
             entry["data"] = [_text(v) for v in array.reshape(-1).tolist()]
+        elif array.dtype.kind == "f" and not np.isfinite(array).all():
+            entry["data"] = _non_finite_json(array)
         else:
             entry["data"] = np.ascontiguousarray(array).reshape(-1)
         outputs.append(entry)
@@ -366,6 +384,19 @@ def encode_response(
     if not chunks:
         return EncodedResponse(header, None)
     return EncodedResponse(b"".join((header, *chunks)), len(header))
+
+
+_NON_FINITE = {"nan": b"NaN", "inf": b"Infinity", "-inf": b"-Infinity"}
+
+
+def _non_finite_json(array: Array) -> orjson.Fragment:
+    """Float data with NaN or infinities written as Triton writes them (rapidjson's NaN, Infinity and
+    -Infinity literals, which Python's json and tritonclient read), not as null, which loses which one."""
+    parts = []
+    for value in array.reshape(-1):
+        text = str(value)  # numpy's shortest text for the value's own precision, as orjson writes it
+        parts.append(_NON_FINITE.get(text) or text.encode())
+    return orjson.Fragment(b"[" + b",".join(parts) + b"]")
 
 
 def _numeric_payload(array: Array, datatype: str) -> bytes:
