@@ -42,11 +42,9 @@ import orjson
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from tests.runtime.conftest import EXTRA_FILES, mlp_package  # noqa: E402
+from tests.runtime.conftest import echo_package_in, mlp_package  # noqa: E402
 from tests.runtime.fuzzing import run as fuzz_run  # noqa: E402
-from tests.runtime.models import echo_signature, make_echo_onnx  # noqa: E402
 from tests.runtime.process import RuntimeServer, start_server  # noqa: E402
-from tests.support.packages import build_package  # noqa: E402
 
 MiB = 1024 * 1024
 DEFAULT_BASELINE = "455ae0b"
@@ -258,15 +256,7 @@ def compare(
 
 
 def run_fuzz(variants: list[Variant], root: Path, mlp: Path, seed: int, count: int) -> list[dict[str, Any]]:
-    echo = build_package(
-        root / "pkg-echo",
-        make_echo_onnx(root / "src" / "echo.onnx"),
-        name="echo",
-        version="1",
-        format="onnx",
-        extra_files=EXTRA_FILES,
-        **echo_signature(),
-    )
+    echo = echo_package_in(root)
     results = []
     for variant in variants:
         servers = {

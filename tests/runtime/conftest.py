@@ -78,11 +78,11 @@ def slow_package(tmp_path: Path) -> Path:
     )
 
 
-@pytest.fixture
-def echo_package(tmp_path: Path) -> Path:
-    model = make_echo_onnx(tmp_path / "src" / "echo.onnx")
+def echo_package_in(root: Path) -> Path:
+    """A package of the echo model (one tensor of every datatype, returned as is)."""
+    model = make_echo_onnx(root / "src" / "echo.onnx")
     return build_package(
-        tmp_path / "pkg-echo",
+        root / "pkg-echo",
         model,
         name="echo",
         version="1",
@@ -90,3 +90,8 @@ def echo_package(tmp_path: Path) -> Path:
         extra_files=EXTRA_FILES,
         **echo_signature(),
     )
+
+
+@pytest.fixture
+def echo_package(tmp_path: Path) -> Path:
+    return echo_package_in(tmp_path)

@@ -12,11 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.runtime.conftest import EXTRA_FILES, mlp_package
+from tests.runtime.conftest import echo_package_in, mlp_package
 from tests.runtime.fuzzing import run
-from tests.runtime.models import echo_signature, make_echo_onnx
 from tests.runtime.process import RuntimeServer, start_server
-from tests.support.packages import build_package
 
 SEED = 20261205
 CASES = 1500  # per pass; two passes
@@ -33,15 +31,7 @@ def rss(server: RuntimeServer) -> int:
 @pytest.fixture(scope="module")
 def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, RuntimeServer]]:
     root = tmp_path_factory.mktemp("fuzz")
-    echo = build_package(
-        root / "pkg-echo",
-        make_echo_onnx(root / "src" / "echo.onnx"),
-        name="echo",
-        version="1",
-        format="onnx",
-        extra_files=EXTRA_FILES,
-        **echo_signature(),
-    )
+    echo = echo_package_in(root)
     started = {
         "mlp": start_server(str(mlp_package(root, "onnx")), root, max_request_bytes=1 << 20),
         "echo": start_server(str(echo), root, model="echo", max_request_bytes=1 << 20),
