@@ -54,7 +54,7 @@ def status(layout: Layout | None = None) -> Status:
         # Only ask the apiserver when the processes are there (it needs no binaries rebuilt for that).
         cluster_ok = ControlPlane(layout, layout.bin).healthy(cluster_state)
     store_ok = bool(store_procs) and all(procs.alive(p) for p in store_procs) and ObjectStore(layout).healthy()
-    unavailable = network.real_node_unsupported()
+    unavailable = _unavailable(layout)
     node_procs, node_state = procs.load(layout.node_state)
     node_ok = (unavailable is None and bool(node_procs) and all(procs.alive(p) for p in node_procs)
                and RealNode(layout, layout.bin).healthy(node_state))
@@ -62,10 +62,20 @@ def status(layout: Layout | None = None) -> Status:
                   node=node_ok, node_unavailable=unavailable)
 
 
+def _unavailable(layout: Layout) -> str | None:
+    """Why this cluster runs without the real node (this machine cannot, or another folder's cluster has it)."""
+    def alive(root: Path) -> bool:
+        other = Layout(root)
+        return any(procs.alive(p) for f in (other.cluster_state, other.objectstore_state) for p in procs.load(f)[0])
+
+    return network.real_node_unsupported(layout.root, alive)
+
+
 def _host(layout: Layout) -> str:
     """Where the apiserver and the object store listen: the bridge when a real node can run, else loopback."""
-    if network.real_node_unsupported() is not None:
+    if _unavailable(layout) is not None:
         return network.LOOPBACK
+    network.claim(layout.root)
     network.ensure_bridge()
     return network.HOST_IP
 
@@ -105,7 +115,7 @@ def _start_missing(components: tuple[str, ...], layout: Layout, now: Status) -> 
         binaries = control_plane_binaries()
         link_tools(layout, binaries)
         plane_state = procs.load(layout.cluster_state)[1]
-        if plane_state and ControlPlane(layout, binaries).healthy(plane_state) and _plane_host_ok(plane_state):
+        if plane_state and ControlPlane(layout, binaries).healthy(plane_state) and _plane_host_ok(layout, plane_state):
             _start_node(layout, binaries, str(plane_state["server"]))  # only the node is missing
             return
         _clean(layout, "cluster")
@@ -123,14 +133,14 @@ def _start_missing(components: tuple[str, ...], layout: Layout, now: Status) -> 
         _start_node(layout, binaries, str(state["server"]))
 
 
-def _plane_host_ok(state: dict[str, object]) -> bool:
+def _plane_host_ok(layout: Layout, state: dict[str, object]) -> bool:
     """A control plane started on loopback cannot serve a real node's pods: it is started again."""
     on_bridge = str(state.get("server", "")).startswith(f"https://{network.HOST_IP}:")
-    return on_bridge or network.real_node_unsupported() is not None
+    return on_bridge or _unavailable(layout) is not None
 
 
 def _start_node(layout: Layout, binaries: Path, server: str) -> None:
-    unavailable = network.real_node_unsupported()
+    unavailable = _unavailable(layout)
     if unavailable is not None:
         _log(f"no real node on this machine ({unavailable}): kwok's simulated nodes only")
         return
@@ -181,6 +191,8 @@ def _clean(layout: Layout, component: str) -> None:
     if component == "cluster":
         _clean(layout, "node")
     if component == "node":
+        if _unavailable(layout) is not None and not layout.node_state.exists():
+            return  # never ran here (and the machine's iptables may be another cluster's)
         recorded, state = procs.load(layout.node_state)
         live = [p for p in recorded if procs.alive(p)]
         if live:
@@ -195,8 +207,9 @@ def _release_network_if_unused(layout: Layout) -> None:
     """The bridge (and what goes with it) once neither the cluster nor the object store is left on it."""
     users = [f for f in (layout.cluster_state, layout.objectstore_state)
              if any(procs.alive(p) for p in procs.load(f)[0])]
-    if not users and network.real_node_unsupported() is None:
+    if not users and network.owner() == str(layout.root):
         RealNode(layout, layout.bin).release_network()
+        network.release(layout.root)
 
 
 def _clean_component(layout: Layout, component: str) -> None:

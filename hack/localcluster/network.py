@@ -12,6 +12,7 @@ import os
 import platform
 import shutil
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 from .procs import ClusterError
@@ -61,8 +62,31 @@ def delete_bridge() -> None:
         ip("link", "del", BRIDGE, check=False)
 
 
-def real_node_unsupported() -> str | None:
-    """Why this machine cannot run the real node, or None when it can (before any package is installed)."""
+# The bridge, its address and the node's name are the machine's, so one local cluster at a time has the real
+# node: the one whose folder this file names (on tmpfs: a reboot forgets it with the bridge).
+OWNER_FILE = Path("/run/mlmodel-operator/real-node.owner")
+
+
+def owner() -> str | None:
+    try:
+        return OWNER_FILE.read_text().strip() or None
+    except OSError:
+        return None
+
+
+def claim(root: Path) -> None:
+    OWNER_FILE.parent.mkdir(parents=True, exist_ok=True)
+    OWNER_FILE.write_text(str(root))
+
+
+def release(root: Path) -> None:
+    if owner() == str(root):
+        OWNER_FILE.unlink(missing_ok=True)
+
+
+def real_node_unsupported(root: Path, owner_alive: Callable[[Path], bool]) -> str | None:
+    """Why the local cluster in `root` cannot have the real node, or None when it can (before any package is
+    installed). `owner_alive(folder)`: whether the cluster in that folder still runs."""
     if platform.system() != "Linux":
         return f"a real node needs Linux (this is {platform.system()})"
     if os.geteuid() != 0:
@@ -71,4 +95,7 @@ def real_node_unsupported() -> str | None:
         return "MLMODEL_REAL_NODE=0 turns the real node off"
     if shutil.which("ip") is None:
         return "the `ip` command (iproute2) is missing"
+    other = owner()
+    if other and other != str(root) and owner_alive(Path(other)):
+        return f"the local cluster in {other} has this machine's real node"
     return None
