@@ -68,9 +68,12 @@ def baseline_tree(revision: str, work: Path) -> Path:
 class Variant:
     """A runtime to measure: its name and the environment that selects its code."""
 
-    def __init__(self, name: str, pythonpath: Path | None, **settings: object) -> None:
+    def __init__(
+        self, name: str, pythonpath: Path | None, env: dict[str, str] | None = None, **settings: object
+    ) -> None:
         self.name = name
         self.env = {"PYTHONPATH": str(pythonpath)} if pythonpath else {}
+        self.env.update(env or {})
         self.settings = settings
 
     def start(self, package: Path, root: Path, model: str = "mlp", **settings: object) -> RuntimeServer:
@@ -301,6 +304,7 @@ def main() -> None:
     parser.add_argument("--only", default="memory,throughput,latency,fuzz")
     parser.add_argument("--baseline", default=DEFAULT_BASELINE, help="git revision to compare with")
     parser.add_argument("--clients", default="4,16,48")
+    parser.add_argument("--memory-variants", default="base,now,tight,fixed", help="of base,now,tight,fixed")
     parser.add_argument("--size-mib", type=float, default=48)
     parser.add_argument("--seconds", type=float, default=5)
     parser.add_argument("--rounds", type=int, default=3)
@@ -318,9 +322,17 @@ def main() -> None:
         package = mlp_package(root, "onnx")
         if "memory" in only:
             tight = Variant("now, budget 256 MiB", None, request_budget_bytes=256 * MiB)
-            results["memory"] = run_memory(
-                [base, now, tight], [int(c) for c in args.clients.split(",")], int(args.size_mib * MiB), root, package
+            # glibc raises its mmap threshold after large frees, so freed tensors may stay in the heap
+            fixed = Variant(
+                "now, budget 256 MiB, MALLOC_MMAP_THRESHOLD_=1MiB",
+                None,
+                {"MALLOC_MMAP_THRESHOLD_": str(MiB)},
+                request_budget_bytes=256 * MiB,
             )
+            variants = {"base": base, "now": now, "tight": tight, "fixed": fixed}
+            chosen = [variants[v] for v in args.memory_variants.split(",")]
+            clients = [int(c) for c in args.clients.split(",")]
+            results["memory"] = run_memory(chosen, clients, int(args.size_mib * MiB), root, package)
         if "throughput" in only:
             results["throughput"] = compare(
                 [base, now],

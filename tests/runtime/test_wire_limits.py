@@ -186,3 +186,11 @@ def test_non_finite_inputs_are_read_as_triton_reads_them() -> None:
     )
     with pytest.raises(InvalidInput, match="not valid Unicode"):
         decode_request(surrogate, None, TEXT)
+
+
+def test_the_body_buffer_is_made_when_the_first_bytes_come() -> None:
+    waiting = BodyDecoder(None, 1 << 30, expected=1 << 30)  # a request still waiting for admission holds nothing
+    assert waiting.size == 0
+    assert len(waiting._out) == 0
+    with pytest.raises(InvalidInput, match="has 0 bytes"):
+        waiting.finish()

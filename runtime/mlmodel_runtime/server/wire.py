@@ -123,8 +123,10 @@ class BodyDecoder:
         self._encoding = name
         if name in ("", "identity"):
             self._wbits = 0
-            # the declared length, known to be within the limit: one buffer, no joining of chunks
-            self._out = bytearray(expected) if expected else bytearray()
+            # the declared length, known to be within the limit: one buffer (made when the first bytes
+            # come, not while the request waits for admission), no joining of chunks
+            self._out = bytearray()
+            self._expected = expected or 0
             self._filled = 0 if expected else -1
             return
         wbits = _WBITS.get(name)
@@ -132,6 +134,7 @@ class BodyDecoder:
             raise UnsupportedEncoding(f"Content-Encoding {excerpt(name)} is not supported (use gzip, deflate or none)")
         self._wbits = wbits
         self._out = bytearray()
+        self._expected = 0
         self._filled = -1
         self._inflate = zlib.decompressobj(wbits)
         self._members = 1
@@ -144,8 +147,10 @@ class BodyDecoder:
     def feed(self, chunk: bytes) -> None:
         if not self._wbits:
             if self._filled >= 0:
+                if not self._out:
+                    self._out = bytearray(self._expected)
                 end = self._filled + len(chunk)
-                if end > len(self._out):
+                if end > self._expected:
                     raise InvalidInput("request body is longer than its Content-Length")
                 self._out[self._filled : end] = chunk
                 self._filled = end
@@ -176,8 +181,8 @@ class BodyDecoder:
         if self._wbits and not self._inflate.eof:
             what = "body" if self._members == 1 else f"gzip member {self._members}"
             raise InvalidInput(self._invalid(f"{what} is truncated"))
-        if self._filled >= 0 and self._filled != len(self._out):
-            raise InvalidInput(f"request body has {self._filled} bytes, its Content-Length says {len(self._out)}")
+        if self._filled >= 0 and self._filled != self._expected:
+            raise InvalidInput(f"request body has {self._filled} bytes, its Content-Length says {self._expected}")
         return self._out
 
     def _invalid(self, why: str) -> str:
