@@ -60,7 +60,9 @@ async def test_before_the_model_is_loaded_only_liveness_passes(
         "/v2/models/mlp": 503,
         "infer": 503,
     }
-    assert (await client.post("/v2/models/mlp/infer", content=b"{}")).json() == {"error": "model 'mlp' is loading"}
+    loading = await client.post("/v2/models/mlp/infer", content=b"{}")
+    assert loading.json() == {"error": "model 'mlp' is loading"}
+    assert loading.headers["retry-after"] == "1"  # every 503 says when to come back
     plane.failure = RuntimeError("disk on fire")
     failed = await client.post("/v2/models/mlp/infer", content=b"{}")
     assert failed.json() == {"error": "model 'mlp' failed to load: disk on fire"}

@@ -28,6 +28,8 @@ class ModelNotFound(ServingError):
 class ModelNotReady(ServingError):
     """The model is still loading, failed, or the server is draining."""
 
+    headers = {"Retry-After": "1"}  # every 503 says when to come back (another replica may answer)
+
 
 class QueueFull(ServingError):
     """Too many requests wait for the model; the client should retry shortly."""
