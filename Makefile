@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 CLUSTER := $(PY) -m hack.localcluster
 PYTEST_ARGS ?=
 
-.PHONY: help venv tools binaries cluster-up cluster-down cluster-status test lint crds operator demo bench clean
+.PHONY: help venv tools binaries cluster-up cluster-down cluster-status test lint crds operator demo bench clean images
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -63,6 +63,10 @@ crds: venv ## regenerate crds/ from the typed spec, and the chart's CRD copy and
 
 operator: cluster-up ## run the operator in the foreground against the local cluster
 	KUBECONFIG=.local/cluster/kubeconfig $(PY) -m mlmodel_operator --config .local/operator/config.yaml
+
+# buildah + mmdebstrap (apt-installed when missing); cached by content, so a second run takes seconds (docs/images.md).
+images: venv ## build the runtime (onnx) and operator images; load them into the real node when it runs
+	@$(PY) -m hack.images build --load-if-running
 
 demo: venv binaries ## the main job: cluster, package, operator, MLModel, prediction, rollback
 	@$(PY) -m hack.demo
