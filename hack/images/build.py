@@ -180,20 +180,14 @@ def _run_logged(argv: list[str], log: Path, what: str) -> None:
 # --- the base image ----------------------------------------------------------------------------------------
 
 def ensure_base(layout: Layout, cache: Path, recipe: BaseRecipe = BASE) -> Built:
-    """The Debian base image: from its cache entry, from its archive (pulled back into buildah's storage,
-    keeping its id), or made with mmdebstrap."""
+    """The Debian base image: its cache entry when there is one, else made with mmdebstrap (or re-exported when
+    buildah's storage has it). `base_in_storage` brings it back into buildah's storage when a build needs it."""
     ref, key = recipe.ref(), recipe.key()
-    archive, record = Built.entry(cache, "base", ref)
-    ident = image_id(ref)
+    _, record = Built.entry(cache, "base", ref)
     entry = Built.load(record)
-    if entry and ident == entry.id:
+    if entry:
         return entry
-    if ident is None and entry:  # buildah's storage lost it: the archive brings back the same image id
-        _log(f"restoring {ref} from {archive}")
-        run(["buildah", "pull", "-q", f"oci-archive:{archive}"], what=f"pulling {archive}")
-        run(["buildah", "tag", entry.id, ref], what=f"tagging {ref}")
-        return entry
-    if ident is None:
+    if image_id(ref) is None:
         _log(f"making the base image {ref} with mmdebstrap (about a minute)")
         with tempfile.TemporaryDirectory(dir=cache, prefix=".base-") as tmp:
             rootfs = Path(tmp) / "base.tar"
@@ -207,6 +201,18 @@ def ensure_base(layout: Layout, cache: Path, recipe: BaseRecipe = BASE) -> Built
             finally:
                 run(["buildah", "rm", container], what="removing the working container", check=False)
     return _export("base", ref, key, cache, cached=False)
+
+
+def base_in_storage(base: Built) -> None:
+    """Pull the base back from its archive when buildah's storage lost it: the same config, so the same id
+    (which the other images' cache keys hold)."""
+    if image_id(base.ref) == base.id:
+        return
+    _log(f"restoring {base.ref} from {base.archive}")
+    run(["buildah", "pull", "-q", f"oci-archive:{base.archive}"], what=f"pulling {base.archive}")
+    run(["buildah", "tag", base.id, base.ref], what=f"tagging {base.ref}")
+    if image_id(base.ref) != base.id:
+        raise ImageError(f"{base.ref} restored from {base.archive} does not have the recorded id {base.id}")
 
 
 # --- the images of the Dockerfiles ------------------------------------------------------------------------
@@ -228,6 +234,7 @@ def ensure_image(layout: Layout, cache: Path, spec: ImageSpec, base: Built, sour
         return entry
     if image_id(ref) is not None:  # built before, never exported
         return _export(spec.name, ref, key, cache, cached=True)
+    base_in_storage(base)
     _log(f"building {ref} from {spec.dockerfile}")
     started = time.monotonic()
     with tempfile.TemporaryDirectory(dir=cache, prefix=f".context-{spec.name}-") as ctx:

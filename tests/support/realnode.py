@@ -1,16 +1,22 @@
-"""Tests that need the local cluster's real node (or root and buildah for images) skip where this machine
-cannot run it, with the reason; under MLMODEL_REQUIRE_REAL_NODE=1 (set by .ci/run) that is a failure."""
+"""One decision for tests that need what only some machines have (root, buildah, the real node's containerd):
+skip them with the reason, or fail them where `MLMODEL_REQUIRE_REAL_NODE=1` says they must run."""
 
 from __future__ import annotations
 
 import os
+from typing import NoReturn
 
 import pytest
 
-REQUIRE = "MLMODEL_REQUIRE_REAL_NODE"
+REQUIRE_ENV = "MLMODEL_REQUIRE_REAL_NODE"
 
 
-def require_real_node_or_skip(reason: str) -> None:
-    if os.environ.get(REQUIRE, "") not in ("", "0"):
-        pytest.fail(f"{REQUIRE}=1 and this test cannot run: {reason}")
+def real_node_required() -> bool:
+    return os.environ.get(REQUIRE_ENV) == "1"
+
+
+def require_real_node_or_skip(reason: str) -> NoReturn:
+    """Skip the calling test because of `reason`; fail it instead under MLMODEL_REQUIRE_REAL_NODE=1."""
+    if real_node_required():
+        pytest.fail(f"{reason} ({REQUIRE_ENV}=1: this test must run here)", pytrace=False)
     pytest.skip(reason)
