@@ -11,6 +11,7 @@ nodes). Nothing runs beside the cluster in place of a pod.
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import subprocess
@@ -126,6 +127,7 @@ class Demo:
         self.installed = False
         self.s3: dict[str, str] = {}
         self.url = ""
+        self.pushed_v1: dict[str, Any] = {}
         self.tally: Tally | None = None
 
     def k(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
@@ -272,6 +274,7 @@ class Demo:
     def serve(self) -> None:
         step("4. A small ONNX model, packed (metadata.json + deployment_manifest.json) and pushed to the store")
         resource = self.push("fraud-v1", "1", lambda p: make_onnx_model(p, seed=1))
+        self.pushed_v1 = copy.deepcopy(resource)
 
         step(f"5. An MLModel on the real node's pool `{REAL_POOL}`, 2 replicas, small requests")
         resource["metadata"]["namespace"] = NAMESPACE
@@ -377,7 +380,7 @@ class Demo:
     def gpu_pool(self) -> None:
         step("10. GPU placement: a second MLModel on the gpu-a100 pool with one GPU per replica "
              "(kwok's simulated nodes: placement and readiness are simulated, no container runs there)")
-        resource = self.push("fraud-gpu", "1", lambda p: make_onnx_model(p, seed=1))
+        resource = copy.deepcopy(self.pushed_v1)  # the package of revision 1
         resource["metadata"]["namespace"] = GPU_NAMESPACE
         resource["spec"] |= {"replicas": 2, "nodePool": "gpu-a100", "resources": {"gpu": 1}}
         self.k("apply", "-f", "-", stdin=yaml.safe_dump(resource, sort_keys=False))
