@@ -96,6 +96,9 @@ def main(argv: list[str] | None = None) -> int:
     registry = kopf.OperatorRegistry()
     register(registry, reconciler, config, scope)
 
+    # Who this replica is, for the Lease and for kopf (whose own guess, getpass.getuser(), fails for a uid that
+    # has no passwd entry: the images' 65532).
+    identity = os.environ.get("POD_NAME") or f"{socket.gethostname()}-{os.getpid()}"
     elector = None
     if config.leader_election.enabled:
         le = config.leader_election
@@ -103,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
             api_client,
             name=le.lease_name,
             namespace=le.lease_namespace or os.environ.get("POD_NAMESPACE", "default"),
-            identity=os.environ.get("POD_NAME") or f"{socket.gethostname()}-{os.getpid()}",
+            identity=identity,
             lease_duration=le.lease_duration_seconds,
             renew_deadline=le.renew_deadline_seconds,
             retry_period=le.retry_period_seconds,
@@ -123,6 +126,7 @@ def main(argv: list[str] | None = None) -> int:
                 clusterwide=scope.clusterwide,
                 namespaces=scope.kopf_namespaces,
                 standalone=True,
+                identity=identity,
                 liveness_endpoint=f"http://0.0.0.0:{config.health_port}/healthz" if config.health_port else None,
             )
         )
