@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import kopf
+from kopf._core.engines.peering import Identity  # kopf.operator's type for it, not re-exported
 from prometheus_client import CollectorRegistry, start_http_server
 
 from mlmodel_operator import plan
@@ -126,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
                 clusterwide=scope.clusterwide,
                 namespaces=scope.kopf_namespaces,
                 standalone=True,
-                identity=identity,
+                identity=Identity(identity),
                 liveness_endpoint=f"http://0.0.0.0:{config.health_port}/healthz" if config.health_port else None,
             )
         )
