@@ -211,10 +211,17 @@ async def load(port: int, request: bytes, conns: int, seconds: float) -> dict[st
     took = time.perf_counter() - began
     latencies.sort()
     return {
+        "seconds": took,
         "req_s": round(len(latencies) / took, 1),
         "p50_ms": round(1000 * latencies[len(latencies) // 2], 3),
         "p99_ms": round(1000 * latencies[int(len(latencies) * 0.99)], 3),
     }
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process, all its threads."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def small_request(rows: int) -> bytes:
@@ -242,9 +249,13 @@ def compare(
                 try:
                     request = small_request(rows)
                     asyncio.run(load(server.port, request, conns, 0.5))  # warm-up, discarded
-                    samples.setdefault((case, variant.name), []).append(
-                        asyncio.run(load(server.port, request, conns, seconds))
+                    cpu = cpu_seconds(server.proc.pid)
+                    figures = asyncio.run(load(server.port, request, conns, seconds))
+                    # server CPU per request: steadier than req/s on a machine shared with other work
+                    figures["server_cpu_us_per_req"] = round(
+                        1e6 * (cpu_seconds(server.proc.pid) - cpu) / (figures["req_s"] * figures["seconds"]), 1
                     )
+                    samples.setdefault((case, variant.name), []).append(figures)
                 finally:
                     server.stop()
     results = []

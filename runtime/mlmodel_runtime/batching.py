@@ -33,6 +33,9 @@ Predict = Callable[[Mapping[str, Array], Sequence[str]], dict[str, Array]]
 
 log = logging.getLogger(__name__)
 
+# Results may wait this long for others to go back with (one wake-up of the event loop for several).
+_HOLD_RESULTS_S = 0.001
+
 
 class QueueFullError(Exception):
     """The queue holds max_queue_size requests already."""
@@ -132,6 +135,8 @@ class Batcher:
         self._carry: Job | None = None
         self._stopped = False
         self._outbox = Outbox()
+        self._run_estimate = 0.0
+        """Moving average of the time one batch takes to run."""
         self._thread = threading.Thread(target=self._run, name="inference", daemon=True)
         metrics.track_queue_depth(self.depth)
 
@@ -176,6 +181,7 @@ class Batcher:
     # ---- worker thread
 
     def _run(self) -> None:
+        outbox = self._outbox
         while not self._stopped:
             first = self._take(timeout=None)
             if first is None:
@@ -183,13 +189,22 @@ class Batcher:
             jobs = [first]
             if self._batching and first.key is not None and first.rows < self._max_rows:
                 self._gather(first, jobs)
-            self._outbox.put(self._execute(jobs))
+            outbox.add(self._execute(jobs))
+            # hold results for company only while the next job is queued and quick to run
+            if (
+                (self._carry is None and self._queue.empty())
+                or time.perf_counter() - outbox.held_since + self._run_estimate > _HOLD_RESULTS_S
+            ):
+                outbox.send()
+        outbox.send()
 
     def _take(self, timeout: float | None) -> Job | None:
         """The next job: wait up to `timeout` (None: forever, 0: not at all); None when none or stopping."""
         if self._carry is not None:
             job, self._carry = self._carry, None
             return job
+        if timeout != 0 and self._queue.empty():
+            self._outbox.send()  # never wait with results in hand
         try:
             item = self._queue.get(timeout is None or timeout > 0, timeout if timeout else None)
         except queue.Empty:
@@ -231,7 +246,9 @@ class Batcher:
         except Exception as exc:  # a bug or a framework fault: fail these requests, keep serving
             log.exception("inference failed")
             results = [exc] * len(jobs)
-        self._metrics.inference_duration.observe(time.perf_counter() - started)
+        took = time.perf_counter() - started
+        self._run_estimate = took if not self._run_estimate else self._run_estimate + (took - self._run_estimate) / 8
+        self._metrics.inference_duration.observe(took)
         self._metrics.batch_size.observe(sum(job.rows for job in jobs))
         return list(zip(jobs, results, strict=True))
 
@@ -243,21 +260,34 @@ class Batcher:
 
 
 class Outbox:
-    """Finished jobs on their way back to the event loop, handed back as soon as they finish.
+    """Finished jobs on their way back to the event loop.
 
-    One wake-up of the loop carries every result that finished before the loop got to it: while
-    a hand-back is pending, more results join it instead of scheduling another. Nothing is held
-    back to wait for company, so a result never waits for the next batch or its delay.
+    The worker adds results and sends them; while more requests are queued and the model is quick
+    (the batches' moving average run time), it may add a few batches' results before sending, so
+    that one wake-up of the event loop resolves several, but it sends before it waits for anything
+    (a job, a batch to fill) and once the oldest result would wait longer than _HOLD_RESULTS_S.
+    Results added while a send is still pending on the loop join it.
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._pending: list[tuple[Job, dict[str, Array] | BaseException]] = []
+        self._unsent: list[tuple[Job, dict[str, Array] | BaseException]] = []
+        self.held_since = 0.0
+        """When the oldest unsent result was added."""
 
-    def put(self, done: list[tuple[Job, dict[str, Array] | BaseException]]) -> None:
-        """From the worker thread."""
+    def add(self, done: list[tuple[Job, dict[str, Array] | BaseException]]) -> None:
+        """From the worker thread: results to send with the next send()."""
+        if not self._unsent:
+            self.held_since = time.perf_counter()
+        self._unsent.extend(done)
+
+    def send(self) -> None:
+        """From the worker thread: hand every unsent result to the event loop."""
+        done = self._unsent
         if not done:
             return
+        self._unsent = []
         with self._lock:
             scheduled = bool(self._pending)
             self._pending.extend(done)

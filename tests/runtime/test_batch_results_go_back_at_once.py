@@ -1,10 +1,12 @@
-"""A finished batch's results go back to the event loop at once (pure code, a real worker thread):
-never held while the next batch runs or waits its batching delay, with batching on and off."""
+"""A finished batch's results are not held back for the next one (pure code, a real worker thread):
+never while the next batch waits for its batching delay, and never while it runs when the model is
+slower than the hold (1 ms); only a quick model's results may share a wake-up of the event loop."""
 
 from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -15,15 +17,18 @@ from prometheus_client import CollectorRegistry
 
 
 class SecondCallBlocks:
-    """y = x; every call after the first waits on `gate`."""
+    """y = x; the first call computes for `first_s` (simulated), every later call waits on `gate`."""
 
-    def __init__(self) -> None:
+    def __init__(self, first_s: float = 0.0) -> None:
         self.gate = threading.Event()
         self.calls = 0
+        self.first_s = first_s
 
     def __call__(self, inputs: Mapping[str, Array], outputs: Sequence[str]) -> dict[str, Array]:
         self.calls += 1
-        if self.calls > 1:
+        if self.calls == 1:
+            time.sleep(self.first_s)  # the model computing, not a wait for a condition
+        else:
             self.gate.wait(10)
         return {"y": np.asarray(inputs["x"])}
 
@@ -52,8 +57,8 @@ async def check_first_result_is_not_held(batcher: Batcher, model: SecondCallBloc
     await asyncio.wait_for(second, 5)
 
 
-async def test_without_batching_a_result_does_not_wait_for_the_next_request() -> None:
-    model = SecondCallBlocks()
+async def test_a_slow_models_result_does_not_wait_for_the_next_request() -> None:
+    model = SecondCallBlocks(first_s=0.005)
     await check_first_result_is_not_held(batcher_for(model), model, (1, 1))
 
 
