@@ -32,6 +32,10 @@ from hack.traffic import ClientLoop, Tally
 NAMESPACE = "demo"  # the model on the real node
 GPU_NAMESPACE = "demo-gpu"  # the model on kwok's simulated GPU nodes
 MODEL = "fraud-detector"
+# The operator's release and namespace: the demo's own, so it never touches another install on a shared cluster.
+# (Not `mlmodel-operator`: the chart's metrics Service `mlmodel-operator-metrics` gives its pods the service link
+# MLMODEL_OPERATOR_METRICS_PORT=tcp://..., which the operator reads as its metricsPort setting and exits.)
+RELEASE, SYSTEM = "demo", "demo-system"
 REVISION_LABEL = "serving.mlmodel.io/revision"
 BIN = Path(sys.executable).parent
 BOLD, DIM, RESET = ("\033[1m", "\033[2m", "\033[0m") if sys.stdout.isatty() else ("", "", "")
@@ -123,7 +127,7 @@ class Demo:
         self.layout = Layout.default()
         self.work = self.layout.root / "demo"
         self.kubectl = [str(self.layout.bin / "kubectl"), "--kubeconfig", str(self.layout.kubeconfig)]
-        self.release, self.system = deploy.RELEASE, deploy.NAMESPACE
+        self.release, self.system = RELEASE, SYSTEM
         self.installed = False
         self.s3: dict[str, str] = {}
         self.url = ""
@@ -225,12 +229,15 @@ class Demo:
 
     # 4. ---------------------------------------------------------------------------------------------------
     def operator(self) -> None:
-        self.choose_release()
         step(f"3. The operator as users install it: helm install {self.release} charts/mlmodel-operator -n "
              f"{self.system} (2 replicas, leader election, its image built here, on real-0)")
         values = deploy.values(self.layout, namespaces=[NAMESPACE, GPU_NAMESPACE], config=OPERATOR_CONFIG)
         self.namespaces()
-        print(yaml.safe_dump(values, sort_keys=False).rstrip())
+        shown = {k: v for k, v in values.items() if k != "config"}
+        keys = ("leaderElection", "watch", "failureDetection", "objectStore")
+        shown["config"] = {k: values["config"][k] for k in keys}
+        note("helm values (the node pools and runtime images of config are in the file):")
+        print(yaml.safe_dump(shown, sort_keys=False).rstrip())
         self.installed = True  # from here on, cleanup uninstalls (a half-done install included)
         echo([*deploy.helm_argv(self.layout), "upgrade", "--install", self.release, "charts/mlmodel-operator",
               "-n", self.system, "--create-namespace", "-f", f".local/deploy/{self.release}-values.yaml", "--wait"])
@@ -248,19 +255,6 @@ class Demo:
         self.k("get", "leases", "-n", self.system, "-o",
                "custom-columns=LEASE:.metadata.name,HOLDER:.spec.holderIdentity,RENEWED:.spec.renewTime")
         print(f"leader: {leader}; the other replica waits for the Lease")
-
-    def choose_release(self) -> None:
-        """mlmodel-operator in mlmodel-system, unless someone else's install is there (the cluster is shared)."""
-        releases = json.loads(subprocess.run([*deploy.helm_argv(self.layout), "list", "-n", deploy.NAMESPACE, "-o",
-                                              "json"], capture_output=True, text=True, check=True).stdout or "[]")
-        if any(r["name"] == deploy.RELEASE for r in releases):
-            got = subprocess.run([*deploy.helm_argv(self.layout), "get", "values", deploy.RELEASE, "-n",
-                                  deploy.NAMESPACE, "-o", "json"], capture_output=True, text=True, check=True)
-            watched = (json.loads(got.stdout or "{}").get("config") or {}).get("watch", {}).get("namespaces")
-            if watched != [NAMESPACE, GPU_NAMESPACE]:  # not a leftover of an earlier demo: leave it alone
-                self.release, self.system = "demo-operator", "demo-system"
-                note(f"another install of {deploy.RELEASE} runs in {deploy.NAMESPACE}: using {self.release} in "
-                     f"{self.system}")
 
     # 5. ---------------------------------------------------------------------------------------------------
     def push(self, folder: str, version: str, make: Callable[[Path], None]) -> dict[str, Any]:
@@ -355,11 +349,12 @@ class Demo:
               f"ran {term.get('startedAt')} → {term.get('finishedAt')}")
         note("  exit code 1 is the contract's 'the model cannot be loaded' (docs/contracts.md)")
         self.k("get", "pods", "-n", NAMESPACE, "-o", "wide", "-L", REVISION_LABEL)
-        logs = subprocess.run([*self.kubectl, "logs", name, "-n", NAMESPACE, "--previous", "--tail=3"],
+        logs = subprocess.run([*self.kubectl, "logs", name, "-n", NAMESPACE, "--previous"],
                               capture_output=True, text=True).stdout
-        note(f"$ kubectl logs {name} -n {NAMESPACE} --previous --tail=3")
-        for line in logs.splitlines():
-            print(line[:400])
+        note(f"$ kubectl logs {name} -n {NAMESPACE} --previous   # its errors and last line")
+        lines = logs.splitlines()
+        for line in [line for line in lines if '"level":"error"' in line] + lines[-1:]:
+            print(line[:600])
 
         step("9. The operator sees the crash loop and rolls back to revision 1 by itself")
         t = time.monotonic()
