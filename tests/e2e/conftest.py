@@ -59,7 +59,8 @@ class InClusterOperator:
         return items
 
     def leader(self) -> str:
-        lease = self.kubectl.json("get", "lease", "mlmodel-operator", "-n", self.namespace)
+        # The chart names the Lease after the release's full name.
+        lease = self.kubectl.json("get", "lease", f"{self.release}-mlmodel-operator", "-n", self.namespace)
         return str(lease["spec"]["holderIdentity"])
 
     def logs(self) -> str:
