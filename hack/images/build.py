@@ -36,6 +36,7 @@ SPECS = (
 )
 BASE = BaseRecipe()
 BUILD_TIMEOUT_S = 3600
+KEEP = 3  # images kept per name (prune)
 LOG_TAIL_LINES = 30
 
 
@@ -272,4 +273,21 @@ def build(layout: Layout, *, specs: Sequence[ImageSpec] = SPECS, source: Path = 
         images = [ensure_image(layout, cache, spec, base, source) for spec in specs]
         data = manifest(base, images, specs)
         _write_atomic(layout.images / MANIFEST, json.dumps(data, indent=2))
+        for image in images:
+            if not image.cached:
+                prune(cache, image.name)
     return data, [base, *images]
+
+
+def prune(cache: Path, name: str, keep: int = KEEP) -> None:
+    """Keep the newest `keep` images of `name` (its cache entries and its refs in buildah's storage): other
+    checkouts or tests may still use a recent one; older ones only take disk (about 0.3 GB of archive and
+    0.6 GB in buildah's storage each)."""
+    records = sorted(cache.glob(f"{name}-*.json"), key=lambda r: r.stat().st_mtime, reverse=True)
+    for record in records[keep:]:
+        old = Built.load(record)
+        if old is None or old.name != name:
+            continue
+        run(["buildah", "rmi", old.ref], what=f"removing {old.ref}", check=False, timeout=120)
+        Path(old.archive).unlink(missing_ok=True)
+        record.unlink(missing_ok=True)

@@ -6,6 +6,7 @@ hit, the images running as the non-root user 65532."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import time
@@ -148,6 +149,25 @@ def test_load_without_a_running_node_fails_with_the_socket_or_only_says_so(
     assert "containerd is not running" in capsys.readouterr().err
     assert cli.main(["build", "--load-if-running"]) == 0
     assert "not loaded: the real node's containerd is not running" in capsys.readouterr().out
+
+
+def test_prune_keeps_the_newest_images_of_a_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    removed: list[list[str]] = []
+    monkeypatch.setattr(build_mod, "run", lambda argv, **_: removed.append(argv))
+    for i in range(5):
+        ref = f"localhost/mlmodel/runtime:onnx-{i:012d}"
+        archive, record = build_mod.Built.entry(tmp_path, "runtime", ref)
+        archive.write_bytes(b"")
+        build_mod.Built("runtime", ref, str(i), str(archive), 1, 2, "k").save(record)
+        os.utime(record, (1000 + i, 1000 + i))
+    other = build_mod.Built.entry(tmp_path, "operator", "localhost/mlmodel/operator:000000000000")[1]
+    other.write_text("{}")
+
+    build_mod.prune(tmp_path, "runtime", keep=3)
+    assert removed == [["buildah", "rmi", f"localhost/mlmodel/runtime:onnx-{i:012d}"] for i in (1, 0)]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [f"runtime-onnx-{i:012d}.{ext}" for i in (2, 3, 4) for ext in ("json", "oci.tar")] + [other.name]
+    )
 
 
 def test_read_refs_says_to_run_make_images_when_nothing_was_built(tmp_path: Path) -> None:
