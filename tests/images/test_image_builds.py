@@ -19,6 +19,7 @@ from hack import images as images_api
 from hack.images import __main__ as cli
 from hack.images import build as build_mod
 from hack.images import load as load_mod
+from hack.images import tools as tools_mod
 from hack.images.recipe import BaseRecipe, ImageSpec, cache_key, context_files, context_sources, failed_step
 from hack.images.tools import ImageError, ensure_tools
 from hack.localcluster.layout import REPO, Layout
@@ -168,6 +169,14 @@ def test_prune_keeps_the_newest_images_of_a_name(tmp_path: Path, monkeypatch: py
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
         [f"runtime-onnx-{i:012d}.{ext}" for i in (2, 3, 4) for ext in ("json", "oci.tar")] + [other.name]
     )
+
+
+def test_a_machine_that_cannot_build_is_told_why(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("hack.images.tools.os.geteuid", lambda: 1000)
+    with pytest.raises(ImageError, match="needs root"):
+        ensure_tools()
+    monkeypatch.setattr("hack.images.tools.sys.platform", "darwin")
+    assert "needs Linux" in (tools_mod.cannot_build_reason() or "")
 
 
 def test_read_refs_says_to_run_make_images_when_nothing_was_built(tmp_path: Path) -> None:
