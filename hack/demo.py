@@ -129,6 +129,7 @@ class Demo:
         self.kubectl = [str(self.layout.bin / "kubectl"), "--kubeconfig", str(self.layout.kubeconfig)]
         self.release, self.system = RELEASE, SYSTEM
         self.installed = False
+        self.stops_cluster = False  # the demo started the cluster: stopping it removes everything in it
         self.s3: dict[str, str] = {}
         self.url = ""
         self.pushed_v1: dict[str, Any] = {}
@@ -169,7 +170,8 @@ class Demo:
             raise SystemExit(f"demo: this machine cannot run the real node the demo needs: {before.node_unavailable}")
         if not before.cluster or not before.objectstore:
             self.stack.callback(down, layout=self.layout)
-            self.stack.callback(step, "Stopping the cluster the demo started")
+            self.stack.callback(step, "Stopping the cluster the demo started (what ran in it goes with it)")
+            self.stops_cluster = True
         t = time.monotonic()
         now = up(layout=self.layout)
         if not now.node:
@@ -207,15 +209,22 @@ class Demo:
             self.k("apply", "-n", ns, "-f", "-", stdin=secret)
 
     def cleanup(self) -> None:
-        """The models first, while the operator still runs to remove its finalizers; the namespaces; the operator."""
+        """The models first, while the operator still runs to remove its finalizers; the namespaces; the operator.
+        Nothing to do one by one when the cluster the demo started is stopped next."""
+        if self.stops_cluster:
+            return
         step(f"Cleaning up: namespaces {NAMESPACE}, {GPU_NAMESPACE}" + (f", helm release {self.release}, namespace "
                                                                        f"{self.system}" if self.installed else ""))
+        t = time.monotonic()
         for ns in (NAMESPACE, GPU_NAMESPACE):
             self.delete_namespace(ns)
+        note(f"models and their namespaces deleted in {time.monotonic() - t:.0f}s")
         if self.installed:
+            t = time.monotonic()
             deploy.uninstall(self.layout, release=self.release, namespace=self.system)
             subprocess.run([*self.kubectl, "delete", "namespace", self.system, "--ignore-not-found",
                             "--timeout=120s"], capture_output=True, text=True)
+            note(f"operator uninstalled in {time.monotonic() - t:.0f}s")
 
     def delete_namespace(self, ns: str) -> None:
         cmd = [*self.kubectl, "delete", "mlmodels", "--all", "-n", ns, "--timeout=60s"]
