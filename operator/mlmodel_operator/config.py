@@ -144,7 +144,18 @@ class Runtime(_Section):
     run_as_user: int = Field(default=65532, ge=1)
     service_account_name: str | None = None
     termination_grace_period_seconds: int = Field(default=30, ge=0)
+    drain_delay_seconds: int = Field(
+        default=5, ge=0, le=60,
+        description="A terminating pod keeps taking new connections this long (a preStop sleep) before its "
+        "SIGTERM, while kube-proxy and load balancers drop it from the Service's endpoints; 0: none.")
     scratch_size_limit: Quantity = "1Gi"
+
+    @model_validator(mode="after")
+    def _drain_fits_grace(self) -> Runtime:
+        if self.drain_delay_seconds and self.drain_delay_seconds >= self.termination_grace_period_seconds:
+            raise ValueError("runtime.drainDelaySeconds must be shorter than runtime.terminationGracePeriodSeconds "
+                             "(the pod is killed when the grace period ends, drained or not)")
+        return self
 
 
 class LeaderElection(_Section):

@@ -49,7 +49,8 @@ def test_unloadable_package_crash_loops_and_rolls_back(
     rolled, _ = _serve_then_break(kubectl, model_ns, packages.good("m/1", seed=1), packages.unloadable("m/2"))
     failed = next(h for h in rolled["status"]["history"] if h["revision"] == 2)
     assert failed["outcome"] == "Failed"
-    assert "exited with" in failed["message"], failed
+    # docs/contracts.md: a model the framework cannot load ends the runtime with exit code 1.
+    assert "exit code 1" in failed["message"], failed
     events = kubectl.json("get", "events", "-n", model_ns, "--field-selector", "involvedObject.kind=Pod")["items"]
     assert any(e["reason"] == "BackOff" for e in events), "no real CrashLoopBackOff seen"
 

@@ -65,6 +65,10 @@ def _env(inp: RenderInput, revision: int | None) -> list[dict[str, Any]]:
 
 
 def _container(inp: RenderInput, revision: int | None) -> dict[str, Any]:
+    drain = inp.config.runtime.drain_delay_seconds
+    # Endpoint removal reaches kube-proxy a moment after the pod starts terminating: until then new connections
+    # still arrive, so the runtime gets its SIGTERM (and closes its listener) only after this sleep.
+    lifecycle = {"lifecycle": {"preStop": {"sleep": {"seconds": drain}}}} if drain else {}
     return {
         "name": names.CONTAINER_NAME,
         "image": inp.runtime_image(),
@@ -77,6 +81,7 @@ def _container(inp: RenderInput, revision: int | None) -> dict[str, Any]:
         ],
         "resources": container_resources(inp),
         **probes(inp.model.metadata.name, inp.package.size, inp.config.startup),
+        **lifecycle,
         "securityContext": {
             "allowPrivilegeEscalation": False,
             "readOnlyRootFilesystem": True,
