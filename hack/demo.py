@@ -22,6 +22,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any, TypeVar
 
+import httpx
 import yaml
 
 from hack import deploy
@@ -119,6 +120,13 @@ def make_unloadable_onnx_model(path: Path) -> None:
     model.graph.node.remove(last)
     model.graph.node.append(helper.make_node("FraudScoreV2", ["hr"], ["scores"], name="score"))
     onnx.save(model, str(path))
+
+
+def answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
 
 
 class Demo:
@@ -298,6 +306,12 @@ class Demo:
         port = next(p["port"] for p in service["spec"]["ports"] if p.get("name") == "http")
         self.url = f"http://{service['spec']['clusterIP']}:{port}/v2/models/{MODEL}/infer"
         self.k("get", "service", MODEL, "-n", NAMESPACE, "-o", "wide")
+        # Ready pods are in the EndpointSlice at once; kube-proxy writes its iptables rules a moment later (until
+        # then the ClusterIP refuses connections). A client that arrives first sees that: wait for it.
+        ready_url = self.url.removesuffix("/infer") + "/ready"
+        t = time.monotonic()
+        wait_for(lambda: answers(ready_url), 60, f"kube-proxy to route {ready_url}", every=0.2)
+        note(f"the ClusterIP answers (waited {time.monotonic() - t:.1f}s)")
         show(["curl", "-sS", "--fail-with-body", "-H", "Content-Type: application/json", "-d",
               json.dumps(INFER_BODY, separators=(",", ":")), self.url])
         print()
