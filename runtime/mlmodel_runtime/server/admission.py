@@ -59,12 +59,19 @@ class ByteBudget:
     def reservation(self) -> Reservation:
         return Reservation(self)
 
+    def try_take(self, size: int) -> bool:
+        """Take `size` bytes (capped at the capacity) if there is room now and nobody waits."""
+        size = min(size, self.capacity)
+        if self._waiters or self.used + size > self.capacity:
+            return False
+        self.used += size
+        return True
+
     async def take(self, size: int) -> None:
         """Take `size` bytes (capped at the capacity), waiting at most max_wait_s; else Overloaded."""
-        size = min(size, self.capacity)
-        if not self._waiters and self.used + size <= self.capacity:
-            self.used += size
+        if self.try_take(size):
             return
+        size = min(size, self.capacity)
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         entry = (size, future)
         self._waiters.append(entry)
@@ -116,6 +123,16 @@ class Reservation:
     def __init__(self, budget: ByteBudget) -> None:
         self._budget = budget
         self.held = 0
+
+    def try_grow_to(self, size: int) -> bool:
+        """Hold at least `size` bytes if the budget has room now and nobody waits (no await: the hot path)."""
+        more = min(size, self._budget.capacity) - self.held
+        if more <= 0:
+            return True
+        if not self._budget.try_take(more):
+            return False
+        self.held += more
+        return True
 
     async def grow_to(self, size: int) -> None:
         """Hold at least `size` bytes, waiting for the difference."""

@@ -372,8 +372,6 @@ def encode_response(
             chunks.append(raw)
         elif datatype == "BYTES":
             entry["data"] = [_text(v) for v in array.reshape(-1).tolist()]
-        elif array.dtype.kind == "f" and not np.isfinite(array).all():
-            entry["data"] = _non_finite_json(array)
         else:
             entry["data"] = np.ascontiguousarray(array).reshape(-1)
         outputs.append(entry)
@@ -381,6 +379,11 @@ def encode_response(
     if request_id is not None:
         response["id"] = request_id
     header = orjson.dumps(response, option=orjson.OPT_SERIALIZE_NUMPY)
+    if b"null" in header:  # orjson writes NaN and infinities as null (a scan at C speed, then the exact check)
+        for entry, array in zip(outputs, arrays, strict=True):
+            if "data" in entry and array.dtype.kind == "f" and not np.isfinite(array).all():
+                entry["data"] = _non_finite_json(array)
+        header = orjson.dumps(response, option=orjson.OPT_SERIALIZE_NUMPY)
     if not chunks:
         return EncodedResponse(header, None)
     return EncodedResponse(b"".join((header, *chunks)), len(header))

@@ -25,6 +25,8 @@ from mlmodel_runtime.server.wire import quote
 log = logging.getLogger(__name__)
 
 SERVER_NAME = "mlmodel-runtime"
+_RESIZE_ABOVE = 1 << 20
+"""A request's reservation follows its tensors and response only above this (small ones keep theirs)."""
 EXTENSIONS = ("binary_tensor_data",)
 
 
@@ -165,7 +167,7 @@ class DataPlane:
         if batcher.full():  # refuse before spending time on the body
             raise self._busy(batcher)
         request = decode_request(body, header_length, model.signature)
-        if reservation is not None:
+        if reservation is not None and reservation.held > _RESIZE_ABOVE:
             # binary tensors are views of the body; JSON ones own their memory and the body goes
             reservation.resize(len(body) if header_length is not None else request_bytes(request))
         del body
@@ -182,7 +184,7 @@ class DataPlane:
             [outputs[n] for n in request.outputs],
             request.binary,
         )
-        if reservation is not None:
+        if reservation is not None and max(reservation.held, len(response.body)) > _RESIZE_ABOVE:
             reservation.resize(len(response.body))
         return response
 

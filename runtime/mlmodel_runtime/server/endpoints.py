@@ -144,12 +144,14 @@ class InferEndpoint:
                 elif key == b"content-encoding":
                     encoding = value if encoding is None else encoding + b", " + value
             declared = parse_length(length, "Content-Length")
-            header_length = parse_length(header_len, "Inference-Header-Content-Length")
+            header_length = None if header_len is None else parse_length(header_len, "Inference-Header-Content-Length")
             if declared is not None and declared > self._limit:
                 raise PayloadTooLarge(f"request body of {declared} bytes is over the limit of {self._limit} bytes")
             self._dp.check(name, version)
             body = BodyDecoder(encoding, self._limit, declared)
-            await reservation.grow_to(decoding_cost(declared or 0, header_length))
+            cost = decoding_cost(declared or 0, header_length)
+            if not reservation.try_grow_to(cost):
+                await reservation.grow_to(cost)
             result = await self._dp.infer(
                 name,
                 version,
@@ -195,20 +197,24 @@ class InferEndpoint:
     @staticmethod
     async def _read_body(
         receive: Receive, body: BodyDecoder, reservation: Reservation, header_length: int | None
-    ) -> bytearray:
+    ) -> bytes | bytearray:
         """The body, decoded; a chunked or compressed body reserves its cost as it arrives."""
+        message = await receive()
+        first: bytes = message.get("body", b"")
+        if not message.get("more_body", False) and body.whole(first):
+            return first  # the usual small request: one message, as declared, nothing to undo
         while True:
-            message = await receive()
             if message["type"] == "http.disconnect":
                 raise ClientDisconnect()
             chunk = message.get("body", b"")
             if chunk:
                 body.feed(chunk)
                 cost = decoding_cost(body.size, header_length)
-                if cost > reservation.held:
+                if cost > reservation.held and not reservation.try_grow_to(cost):
                     await reservation.grow_to(cost)
             if not message.get("more_body", False):
                 return body.finish()
+            message = await receive()
 
 
 class InferFastPath:

@@ -139,6 +139,10 @@ class BodyDecoder:
         self._inflate = zlib.decompressobj(wbits)
         self._members = 1
 
+    def whole(self, chunk: bytes) -> bool:
+        """Whether `chunk` alone is the complete body, to take as it is (identity, of the declared length)."""
+        return not self._wbits and self._filled == 0 and len(chunk) == self._expected
+
     @property
     def size(self) -> int:
         """Decoded bytes so far."""
