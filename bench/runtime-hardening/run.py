@@ -315,7 +315,7 @@ def main() -> None:
     parser.add_argument("--only", default="memory,throughput,latency,fuzz")
     parser.add_argument("--baseline", default=DEFAULT_BASELINE, help="git revision to compare with")
     parser.add_argument("--clients", default="4,16,48")
-    parser.add_argument("--memory-variants", default="base,now,tight", help="of base,now,tight,fixed")
+    parser.add_argument("--memory-variants", default="base,now,tight", help="of base,now,tight,fixed,patient")
     parser.add_argument("--size-mib", type=float, default=48)
     parser.add_argument("--seconds", type=float, default=5)
     parser.add_argument("--rounds", type=int, default=3)
@@ -340,7 +340,8 @@ def main() -> None:
                 {"MALLOC_MMAP_THRESHOLD_": str(MiB)},
                 request_budget_bytes=256 * MiB,
             )
-            variants = {"base": base, "now": now, "tight": tight, "fixed": fixed}
+            patient = Variant("now, wait 5 s", None, request_budget_wait_ms=5000)
+            variants = {"base": base, "now": now, "tight": tight, "fixed": fixed, "patient": patient}
             chosen = [variants[v] for v in args.memory_variants.split(",")]
             clients = [int(c) for c in args.clients.split(",")]
             results["memory"] = run_memory(chosen, clients, int(args.size_mib * MiB), root, package)
