@@ -67,6 +67,18 @@ class RuntimeMetrics:
             _LABELS,
             registry=registry,
         )
+        self.request_bytes_reserved = Gauge(
+            f"{PREFIX}_request_bytes_reserved",
+            "Bytes of the request byte budget held now by inference requests (bodies, decoding, tensors, responses).",
+            _LABELS,
+            registry=registry,
+        )
+        self.request_budget_bytes = Gauge(
+            f"{PREFIX}_request_budget_bytes",
+            "The request byte budget: beyond it requests wait, then get 503 with Retry-After.",
+            _LABELS,
+            registry=registry,
+        )
         self.load_duration = Gauge(
             f"{PREFIX}_model_load_duration_seconds",
             "Time to download, verify, load and warm up the model, in seconds.",
@@ -116,6 +128,10 @@ class ModelMetrics:
 
     def track_queue_depth(self, depth: Callable[[], float]) -> None:
         self._queue_depth.set_function(depth)
+
+    def track_request_budget(self, reserved: Callable[[], float], budget: int) -> None:
+        self._families.request_bytes_reserved.labels(*self._labels).set_function(reserved)
+        self._families.request_budget_bytes.labels(*self._labels).set(budget)
 
     def set_model_info(self, format: str, device: str) -> None:
         self._families.model_info.labels(*self._labels, format, device).set(1)

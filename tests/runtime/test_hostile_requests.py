@@ -101,7 +101,8 @@ def test_beyond_the_byte_budget_requests_wait_then_get_503_and_are_served_after(
     assert BUDGET - held < len(body) < BUDGET
     with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
         sock.sendall(head(PATH, {"Content-Length": str(held)}) + b"{")  # admitted, then sends slowly
-        wait_for(lambda: server.metric("mlmodel_runtime_inflight_requests", **LABELS) == 1, 30, "the held request")
+        # admitted: it holds its decoding cost, capped at the whole budget
+        wait_for(lambda: server.metric("mlmodel_runtime_request_bytes_reserved", **LABELS) == BUDGET, 30, "admission")
         refused = server.infer(body)
         assert refused.status_code == 503, refused.text
         assert refused.headers["retry-after"] == "1"
@@ -113,3 +114,6 @@ def test_beyond_the_byte_budget_requests_wait_then_get_503_and_are_served_after(
     alone = server.infer(json_body({"input": rows(5000)}))  # larger than the whole budget: served alone
     assert alone.status_code == 200, alone.text
     assert server.metric("mlmodel_runtime_requests_total", code="500", **LABELS) == 0
+    assert server.metric("mlmodel_runtime_request_budget_bytes", **LABELS) == BUDGET
+    # all given back (right after each answer is sent)
+    wait_for(lambda: server.metric("mlmodel_runtime_request_bytes_reserved", **LABELS) == 0, 30, "reservations closed")
