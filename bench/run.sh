@@ -22,4 +22,5 @@ if [ "$only" = all ] || [ "$only" = operator ]; then
 fi
 if [ "$only" = all ] || [ "$only" = runtime ]; then
   run $PY bench/runtime/run.py ${BENCH_QUICK:+--quick}
+  run $PY bench/runtime-hardening/run.py
 fi
