@@ -9,6 +9,7 @@ import contextlib
 import http.server
 import logging
 import os
+import signal
 import socket
 import sys
 import threading
@@ -113,8 +114,12 @@ def main(argv: list[str] | None = None) -> int:
             retry_period=le.retry_period_seconds,
         )
         metrics.leader.set(0)
+        # As PID 1 of its container a process ignores SIGTERM unless it handles it: a standby replica would
+        # wait out the whole grace period on every rollout and uninstall. (kopf handles it once it runs.)
+        previous = signal.signal(signal.SIGTERM, _stop_standby)
         with standby_health(config.health_port):
             elector.acquire()
+        signal.signal(signal.SIGTERM, previous)
         elector.keep(on_lost=lambda: os._exit(EXIT_LOST_LEASE))
     metrics.leader.set(1)  # the Lease is held, or there is no election
 
@@ -135,6 +140,11 @@ def main(argv: list[str] | None = None) -> int:
         if elector is not None:
             elector.release()
     return 0
+
+
+def _stop_standby(signum: int, frame: object) -> None:
+    log.info("stopping while standing by (signal %d)", signum)
+    raise SystemExit(0)
 
 
 @contextlib.contextmanager
