@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from hack.localcluster import REAL_POOL, Layout, local_operator_config
+from hack.localcluster import REAL_POOL, REAL_TOLERATION, Layout, local_operator_config
 from hack.localcluster.layout import REPO, read_env_file
 
 CHART = REPO / "charts" / "mlmodel-operator"
@@ -60,6 +60,7 @@ def values(layout: Layout, *, namespaces: list[str], config: dict[str, Any] | No
         "replicaCount": replicas,
         "image": {"repository": repo, "tag": tag, "pullPolicy": "IfNotPresent"},
         "nodeSelector": {"pool": REAL_POOL},
+        "tolerations": [REAL_TOLERATION],
         "config": operator_config,
     }
 

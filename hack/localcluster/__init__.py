@@ -23,12 +23,14 @@ from .kube import GPU_NODES, ControlPlane
 from .layout import Layout, read_env_file
 from .node import NAME as NODE_NAME
 from .node import POOL as REAL_POOL
+from .node import TOLERATION as REAL_TOLERATION
 from .node import RealNode, install_packages, node_ready
 from .objectstore import ObjectStore
 from .procs import ClusterError
 from .tools import control_plane_binaries, link_tools
 
-__all__ = ["REAL_POOL", "ClusterError", "Layout", "Status", "down", "local_operator_config", "status", "up"]
+__all__ = ["REAL_POOL", "REAL_TOLERATION", "ClusterError", "Layout", "Status", "down", "local_operator_config",
+           "status", "up"]
 
 COMPONENTS = ("cluster", "objectstore")
 
@@ -251,7 +253,7 @@ def local_operator_config(endpoint: str, region: str, runtime_image: str | None 
             },
             {"name": "cpu", "nodeSelector": {"pool": "cpu"}},
             # The real node (containerd + kubelet): pods there really run the runtime image.
-            {"name": REAL_POOL, "nodeSelector": {"pool": REAL_POOL}},
+            {"name": REAL_POOL, "nodeSelector": {"pool": REAL_POOL}, "tolerations": [REAL_TOLERATION]},
         ],
         "runtimeImages": {"onnx": image, "torchscript": image + "-torch", "torch-export": image + "-torch"},
         "defaultResources": {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"memory": "2Gi"}},

@@ -24,6 +24,10 @@ from .procs import ClusterError, Proc
 NAME = "real-0"
 POOL = "real"
 LABELS = {"pool": POOL, "mlmodel.io/real-node": "true", "node.kubernetes.io/instance-type": "local"}
+# Only pods that ask for the real node run there: the rest of the suite's pods (kwok's) stay simulated, and an
+# image that exists nowhere never reaches a real kubelet.
+TAINT = {"key": "mlmodel.io/real-node", "value": "true", "effect": "NoSchedule"}
+TOLERATION = {"key": TAINT["key"], "operator": "Exists", "effect": TAINT["effect"]}
 RUNC = "/usr/sbin/runc"
 CNI_BIN = "/usr/lib/cni"
 # command or file -> the Debian package that brings it
@@ -233,7 +237,8 @@ state = "{d / 'state'}"
                 f"--kubeconfig={self._kubeconfig('kubelet', server)}",
                 f"--root-dir={self.dir / 'kubelet' / 'root'}", f"--cert-dir={self.dir / 'kubelet' / 'pki'}",
                 f"--hostname-override={NAME}", f"--node-ip={network.HOST_IP}",
-                "--node-labels=" + ",".join(f"{k}={v}" for k, v in LABELS.items()), "--v=1",
+                "--node-labels=" + ",".join(f"{k}={v}" for k, v in LABELS.items()),
+                f"--register-with-taints={TAINT['key']}={TAINT['value']}:{TAINT['effect']}", "--v=1",
             ], self.logs / "kubelet.log")
             started.append(kubelet)
             started.append(procs.start("kube-proxy", [

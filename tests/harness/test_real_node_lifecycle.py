@@ -53,6 +53,7 @@ kind: Pod
 metadata: {name: sleeper}
 spec:
   nodeSelector: {pool: real}
+  tolerations: [{key: mlmodel.io/real-node, operator: Exists, effect: NoSchedule}]
   terminationGracePeriodSeconds: 1
   containers:
   - name: c
