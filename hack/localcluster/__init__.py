@@ -116,8 +116,9 @@ def _start_missing(components: tuple[str, ...], layout: Layout, now: Status) -> 
     if "cluster" in components and not now.cluster:
         binaries = control_plane_binaries()
         link_tools(layout, binaries)
-        plane_state = procs.load(layout.cluster_state)[1]
-        if plane_state and ControlPlane(layout, binaries).healthy(plane_state) and _plane_host_ok(layout, plane_state):
+        plane_procs, plane_state = procs.load(layout.cluster_state)
+        plane_ok = bool(plane_procs) and all(procs.alive(p) for p in plane_procs)
+        if plane_ok and ControlPlane(layout, binaries).healthy(plane_state) and _plane_host_ok(layout, plane_state):
             _start_node(layout, binaries, str(plane_state["server"]))  # only the node is missing
             return
         _clean(layout, "cluster")

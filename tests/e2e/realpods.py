@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+import httpx
 from mlmodel_operator import names
 
 from hack.localcluster.node import NAME as REAL_NODE
+from tests.e2e.models import INFER_BODY
 from tests.operator.cluster import mlmodel
 from tests.support.kube import Kubectl
+from tests.support.waiting import wait_for
 
 __all__ = ["REAL_NODE", "model_manifest", "pods", "restarts", "service_url"]
 
@@ -24,7 +27,10 @@ def service_url(kubectl: Kubectl, namespace: str, name: str) -> str:
     """The model's inference URL through its Service's ClusterIP (kube-proxy's rules, from the host)."""
     svc = kubectl.json("get", "service", name, "-n", namespace)
     port = next(p["port"] for p in svc["spec"]["ports"] if p["name"] == "http")
-    return f"http://{svc['spec']['clusterIP']}:{port}/v2/models/{name}/infer"
+    url = f"http://{svc['spec']['clusterIP']}:{port}/v2/models/{name}/infer"
+    # A new Service answers once kube-proxy has written its rules, a moment after the model is Ready.
+    wait_for(lambda: httpx.post(url, json=INFER_BODY, timeout=5).status_code == 200, 30, f"{url} to answer")
+    return url
 
 
 def pods(kubectl: Kubectl, namespace: str, revision: int | None = None) -> list[dict[str, Any]]:

@@ -91,12 +91,13 @@ def test_killed_node_parts_are_restarted_alone(node_layout: Layout, kubectl: Kub
         wait_for(lambda: _running(kubectl, namespace), 90, f"the pod running again after the {part} restart")
 
     # The state file is lost: its processes are found by their folder and stopped, then a fresh start.
-    before = set(_pids(layout.node_state).values())
+    old = load(layout.node_state)[0]
+    before = {p.pid for p in old}
     layout.node_state.unlink()
     assert up(layout=layout).node
     after = set(_pids(layout.node_state).values())
     assert not before & after
-    assert not [pid for pid in before if os.path.exists(f"/proc/{pid}")]
+    assert not [p.name for p in old if alive(p)]
     assert set(stray_pids(str(layout.node) + "/")) >= after
     wait_for(lambda: _running(kubectl, namespace), 90, "the pod running again on the fresh node")
     assert _pids(layout.cluster_state) == plane
