@@ -16,6 +16,7 @@ import pytest
 
 from hack.localcluster import Layout, down, status, up
 from hack.localcluster.procs import alive, load, stray_pids
+from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
@@ -38,7 +39,7 @@ def test_up_recovers_and_down_stops_everything(tmp_path: Path) -> None:
         # A component dies: status notices, up replaces the whole set.
         scheduler = next(p for p in load(layout.cluster_state)[0] if p.name == "kube-scheduler")
         os.kill(scheduler.pid, signal.SIGKILL)
-        assert not status(layout).cluster
+        wait_for(lambda: not status(layout).cluster, 10, "status to notice the killed scheduler")  # SIGKILL is async
         assert up(("cluster",), layout).cluster
         second = _pids(layout)
         assert not first & second
