@@ -91,7 +91,9 @@ def images(real_node: None) -> dict[str, str]:
     return deploy.image_refs(Layout.default())
 
 
-@pytest.fixture(scope="session")
+# Package scope: the in-cluster operator and its namespaces go when the last e2e test is done, so that the
+# rest of the suite does not share this machine's two cores with them.
+@pytest.fixture(scope="package")
 def e2e_namespaces(real_node: None, kubectl: Kubectl, s3_env: dict[str, str]) -> Iterator[list[str]]:
     token = secrets.token_hex(3)
     names = [f"e2e-{token}-{i}" for i in range(MODEL_NAMESPACES)]
@@ -107,7 +109,7 @@ def e2e_namespaces(real_node: None, kubectl: Kubectl, s3_env: dict[str, str]) ->
         kubectl.run("delete", "namespace", name, "--wait=false", check=False)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def operator(images: dict[str, str], e2e_namespaces: list[str], kubectl: Kubectl, crd: None
              ) -> Iterator[InClusterOperator]:
     """The operator installed by the chart (2 replicas, leader election) in a `restricted` namespace."""
