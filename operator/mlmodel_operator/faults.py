@@ -28,6 +28,7 @@ class FaultInjector:
         self.point: str | None = None
         self.nth = 1
         self._seen = 0
+        self._keys: set[str] = set()
         self._lock = threading.Lock()
         if spec:
             point, _, nth = spec.partition(":")
@@ -39,10 +40,16 @@ class FaultInjector:
     def from_env(cls) -> FaultInjector:
         return cls(os.environ.get(ENV))
 
-    def reached(self, point: str) -> None:
+    def reached(self, point: str, key: str | None = None) -> None:
+        """`key`: count this point once per key (`validating` counts packages, not validation attempts: a
+        package validated again after a temporary store error is the same package)."""
         if point != self.point:
             return
         with self._lock:
+            if key is not None:
+                if key in self._keys:
+                    return
+                self._keys.add(key)
             self._seen += 1
             hit = self._seen == self.nth
         if hit:

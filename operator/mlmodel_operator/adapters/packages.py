@@ -113,7 +113,7 @@ class PackageValidator:
             nonlocal reported
             if not reported:
                 reported = True
-                self.faults.reached("validating")
+                self.faults.reached("validating", key=source.uri)
 
         with open_source(source.uri, store=self._store(source, credentials)) as opened:
             head = check_head(opened, allow_pickle=self.config.allow_pickle, allowed_formats=self.allowed)
