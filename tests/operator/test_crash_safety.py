@@ -55,7 +55,8 @@ def _end_state(kubectl: Kubectl, namespace: str, operator: OperatorProcess, firs
     model = get_model(kubectl, namespace, "m")
     status = model["status"]
     replicasets = _replicasets(kubectl, namespace)
-    events = kubectl.json("get", "events", "-n", namespace, "--field-selector", "involvedObject.name=m")["items"]
+    events = kubectl.json("get", "events", "-n", namespace, "--field-selector",
+                          "involvedObject.name=m,involvedObject.kind=MLModel")["items"]
     objects = kubectl.run("get", "deployments,services", "-n", namespace, "-o", "name").stdout.split()
     return {
         "history": [(e["revision"], e["outcome"], e.get("reason")) for e in status["history"]],
