@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from hack.localcluster.node import apt_install
+
 RUNC = "/usr/sbin/runc"
 # command or file -> the Debian package that brings it
 PACKAGES = {"buildah": "buildah", "mmdebstrap": "mmdebstrap", "ctr": "containerd", RUNC: "runc"}
@@ -47,13 +49,9 @@ def ensure_tools() -> None:
     if not shutil.which("apt-get"):
         raise ImageError(f"missing tools and no apt-get to install them: install the packages {' '.join(missing)}")
     _log(f"installing Debian packages: {' '.join(missing)}")
-    cmd = ["apt-get", "install", "-y", "--no-install-recommends", *missing]
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    if subprocess.run(cmd, capture_output=True, env=env).returncode != 0:
-        subprocess.run(["apt-get", "update", "-q"], capture_output=True, env=env)
-        res = subprocess.run(cmd, capture_output=True, text=True, env=env)
-        if res.returncode != 0:
-            raise ImageError(f"apt-get install {' '.join(missing)} failed: {res.stderr.strip()[-500:]}")
+    error = apt_install(missing)
+    if error:
+        raise ImageError(error)
 
 
 def run(argv: list[str], *, what: str, timeout: float = 600, check: bool = True) -> subprocess.CompletedProcess[str]:

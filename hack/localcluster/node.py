@@ -53,13 +53,20 @@ def install_packages() -> None:
     if not missing:
         return
     _log(f"installing Debian packages for the real node: {' '.join(missing)}")
-    cmd = ["apt-get", "install", "-y", "--no-install-recommends", *missing]
+    error = apt_install(missing)
+    if error:
+        raise ClusterError(error)
+
+
+def apt_install(packages: list[str]) -> str | None:
+    """`apt-get install` (after an `apt-get update` when the first try fails); the error, or None."""
+    cmd = ["apt-get", "install", "-y", "--no-install-recommends", *packages]
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    if subprocess.run(cmd, capture_output=True, env=env).returncode != 0:
-        subprocess.run(["apt-get", "update", "-q"], capture_output=True, env=env)
-        res = subprocess.run(cmd, capture_output=True, text=True, env=env)
-        if res.returncode != 0:
-            raise ClusterError(f"apt-get install {' '.join(missing)} failed: {res.stderr.strip()[-500:]}")
+    if subprocess.run(cmd, capture_output=True, env=env).returncode == 0:
+        return None
+    subprocess.run(["apt-get", "update", "-q"], capture_output=True, env=env)
+    res = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    return None if res.returncode == 0 else f"apt-get install {' '.join(packages)} failed: {res.stderr.strip()[-500:]}"
 
 
 def run(argv: list[str], *, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess[str]:
