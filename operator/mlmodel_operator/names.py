@@ -71,5 +71,9 @@ RUNTIME_EXIT_REASONS: dict[int, str] = {
     14: "UnsafeArchive",
     15: "FormatNotAllowed",
     16: "StoreUnavailable",
+    17: "ExamplesMismatch",
 }
 TEMPORARY_EXIT_CODES = frozenset({16})
+# Exit codes whose reason is the failed revision's own reason (not CrashLoop): the model loaded and answered
+# its package's examples wrongly.
+OWN_REASON_EXIT_CODES = frozenset({17})

@@ -34,7 +34,7 @@ from mlmodel_runtime.package.models import MANIFEST_FILE, ModelFormat
 from mlmodel_runtime.package.source import InvalidUri, PackageUri, open_source, parse_uri
 from mlmodel_runtime.package.store import ObjectStore, redact_endpoint
 from mlmodel_runtime.package.verify import ValidatedPackage, check_head, validate_package
-from mlmodel_runtime.packing import PackError, pack
+from mlmodel_runtime.packing import PackError, QualityInputs, pack
 
 API_VERSION = "serving.mlmodel.io/v1alpha1"
 
@@ -125,11 +125,22 @@ def pack_command(
     archive: Annotated[
         ArchiveKind | None, typer.Option(help="also write <dir>.zip or <dir>.tar.gz beside the directory")
     ] = None,
+    examples: Annotated[
+        Path | None,
+        typer.Option(help="examples the model must answer (.json V2 request/response pairs, or .npz): "
+                     "stored as examples.json, run before a revision serves (docs/quality.md)"),
+    ] = None,
+    tolerance: Annotated[
+        list[str] | None,
+        typer.Option(help="OUTPUT=ABS,REL: how far OUTPUT may be from the examples' values "
+                     "(|got - expected| <= ABS + REL * |expected|); OUTPUT 'default' for every other output"),
+    ] = None,
     output: OutputOpt = Output.TEXT,
 ) -> None:
     """Write metadata.json (where missing) and deployment_manifest.json for DIRECTORY."""
     with _failures(output):
-        result = pack(directory, name=name, version=version, format=format, archive=archive)
+        quality = _quality_inputs(examples, tolerance or [])
+        result = pack(directory, name=name, version=version, format=format, archive=archive, quality=quality)
     if output is Output.JSON:
         _emit_json({"ok": True, **result.summary()})
         return
@@ -142,6 +153,23 @@ def pack_command(
         out.print(f"  archive {result.archive}")
 
 
+def _quality_inputs(examples: Path | None, tolerances: list[str]) -> QualityInputs:
+    parsed: dict[str, tuple[float, float]] = {}
+    for item in tolerances:
+        output, _, values = item.partition("=")
+        try:
+            abs_tol, rel_tol = (float(v) for v in values.split(","))
+        except ValueError:
+            raise UsageError(f"--tolerance {item!r}: expected OUTPUT=ABS,REL, e.g. output=1e-5,1e-4") from None
+        if not output:
+            raise UsageError(f"--tolerance {item!r}: no output name before '='")
+        parsed[output] = (abs_tol, rel_tol)
+    if parsed and examples is None:
+        raise UsageError("--tolerance applies to --examples: give the examples file too")
+    default = parsed.pop("default", None)
+    return QualityInputs(examples=examples, tolerances=parsed, default_tolerance=default)
+
+
 @app.command("verify")
 def verify_command(
     target: Annotated[str, typer.Argument(help="package directory, archive, or s3://bucket/prefix/ URI")],
@@ -150,9 +178,13 @@ def verify_command(
     expected_digest: Annotated[
         str | None, typer.Option(help="fail unless the package digest is this sha256:<hex>")
     ] = None,
+    examples: Annotated[
+        bool, typer.Option(help="load the model and run the package's examples.json, as the runtime does")
+    ] = True,
     output: OutputOpt = Output.TEXT,
 ) -> None:
-    """Run the same validation as the operator and the runtime (validate_package) on TARGET."""
+    """Run the same validation as the operator and the runtime (validate_package) on TARGET,
+    then the package's examples (as the runtime does before it serves)."""
     with _failures(output), _progress(output, None, "verifying") as advance:
         pkg = validate_package(
             target,
@@ -161,12 +193,44 @@ def verify_command(
             store=_store_for(target, endpoint),
             progress=advance,
         )
+    ran: dict[str, Any] | None = None
+    if examples and any(e.path == "examples.json" for e in pkg.manifest.files):
+        from mlmodel_runtime.backends.errors import ModelLoadError
+
+        with _failures(output):
+            try:
+                ran = _run_examples(target, pkg, allow_pickle, endpoint)
+            except ModelLoadError as exc:
+                _fail(output, "ModelLoadError", str(exc), 1)
     if output is Output.JSON:
-        _emit_json({"ok": True, **_package_summary(pkg)})
+        _emit_json({"ok": True, **_package_summary(pkg), "examples": ran})
         return
     _warn(output, pkg.warnings)
     out.print(f"[green]valid[/] {pkg.uri}: {pkg.metadata.name} version {pkg.metadata.version}, {pkg.format.value}")
     out.print(f"  {len(pkg.manifest.files) + 1} files, {pkg.total_size} bytes, digest {pkg.digest}")
+    if ran is not None:
+        out.print(f"  examples: {ran['passed']} passed in {ran['seconds']}s")
+
+
+def _run_examples(target: str, pkg: ValidatedPackage, allow_pickle: bool, endpoint: str | None) -> dict[str, Any]:
+    """Load the model (a copy fetched into a temporary folder unless TARGET is a directory) and run its examples."""
+    import tempfile
+
+    from mlmodel_runtime.fetch import is_local_dir
+    from mlmodel_runtime.quality.examples import check_package_examples
+
+    started = time.monotonic()
+    if is_local_dir(target):
+        passed = check_package_examples(Path(parse_uri(target).key), pkg.format.value, allow_pickle=allow_pickle)
+    else:
+        from mlmodel_runtime.package import fetch_package
+
+        with tempfile.TemporaryDirectory(prefix="mlmodel-verify-") as tmp:
+            fetched = fetch_package(target, Path(tmp), allow_pickle=allow_pickle, expected_digest=pkg.digest,
+                                    store=_store_for(target, endpoint))
+            assert fetched.path is not None
+            passed = check_package_examples(fetched.path, pkg.format.value, allow_pickle=allow_pickle)
+    return {"passed": passed, "seconds": round(time.monotonic() - started, 3)}
 
 
 def _mlmodel_resource(

@@ -130,8 +130,23 @@ def run_fetch(settings: FetchSettings) -> int:
         fetch(settings)
     except Exception as exc:
         log_failure("fetch failed", exc)
+        write_termination_message(settings.termination_message_path, exc)
         return exit_code_for(exc)
     return EXIT_OK
+
+
+def write_termination_message(path: str, exc: BaseException) -> None:
+    """`<reason>: <message>` into the container's termination log, which the kubelet copies into the pod's
+    `lastState.terminated.message` (the operator quotes it when a revision fails). Only into a file that
+    exists (the kubelet creates it in a pod; outside one nothing is created); best effort."""
+    if not path:
+        return
+    try:
+        with open(path, "r+", encoding="utf-8") as f:  # r+: never creates the file
+            f.truncate()
+            f.write(f"{reason_for(exc)}: {exc}"[:4000])  # the kubelet keeps at most 4096 bytes
+    except OSError:
+        pass
 
 
 def log_failure(what: str, exc: BaseException) -> None:

@@ -16,7 +16,7 @@ import re
 import tarfile
 import tempfile
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
@@ -216,12 +216,48 @@ def write_archive(directory: Path, manifest: Manifest, kind: ArchiveKind) -> Pat
     return target
 
 
+def write_quality_files(directory: Path, metadata: Metadata, examples: QualityInputs) -> None:
+    """examples.json (and the drift baseline) from the files given, checked against the signature.
+
+    Imports numpy: only called when one was given. Raises PackError with the reason a file is refused.
+    """
+    from mlmodel_runtime.backends.loading import signature_of
+    from mlmodel_runtime.quality import examples as ex
+
+    signature = signature_of(metadata)
+    if examples.examples is not None:
+        try:
+            found = ex.read_examples(Path(examples.examples), signature)
+            tolerances = {name: ex.Tolerance(a, r) for name, (a, r) in examples.tolerances.items()}
+            default = ex.Tolerance(*examples.default_tolerance) if examples.default_tolerance else None
+            found = ex.with_tolerances(found, tolerances, default)
+            ex.check_signature(found, signature)
+        except ex.ExamplesInvalid as exc:
+            raise PackError(f"--examples {examples.examples}: {exc}") from None
+        (directory / ex.EXAMPLES_FILE).write_bytes(ex.to_json_bytes(found))
+
+
+@dataclass(frozen=True)
+class QualityInputs:
+    """What `mlmodel pack` adds for model quality (docs/quality.md)."""
+
+    examples: Path | str | None = None
+    tolerances: dict[str, tuple[float, float]] = field(default_factory=dict)
+    """Per output: (abs, rel)."""
+    default_tolerance: tuple[float, float] | None = None
+
+    @property
+    def given(self) -> bool:
+        return self.examples is not None
+
+
 def pack(
     directory: Path | str,
     name: str | None = None,
     version: str | None = None,
     format: ModelFormat | str | None = None,
     archive: ArchiveKind | str | None = None,
+    quality: QualityInputs | None = None,
 ) -> PackResult:
     """Make `directory` a valid package (see the module docstring) and return what was written.
 
@@ -237,6 +273,8 @@ def pack(
     metadata, entrypoint, changed = prepare_metadata(directory, name, version, fmt)
     if changed:
         (directory / METADATA_FILE).write_bytes(metadata.to_json_bytes())
+    if quality is not None and quality.given:
+        write_quality_files(directory, metadata, quality)
     manifest = build_manifest(directory, entrypoint)
     manifest_bytes = manifest.to_json_bytes()
     (directory / MANIFEST_FILE).write_bytes(manifest_bytes)

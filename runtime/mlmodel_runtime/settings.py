@@ -45,6 +45,10 @@ class FetchSettings(BaseSettings):
     log_level: LogLevel = "info"
     """Level of the JSON logs."""
 
+    termination_message_path: str = "/dev/termination-log"
+    """Where a fatal failure's reason and message are written for the kubelet (the pod's
+    `lastState.terminated.message`); empty: nowhere. Only written when the file can be opened."""
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _lower(cls, value: object) -> object:

@@ -222,6 +222,7 @@ def test_every_reason_has_its_contract_exit_code() -> None:
         "FormatUnsupported": 15,
         "FormatNotAllowed": 15,
         "StoreUnavailable": 16,
+        "ExamplesMismatch": 17,
     }
     assert [cls.reason for cls in ALL_ERRORS if cls.temporary] == ["StoreUnavailable"]
     assert issubclass(StoreUnavailable, PackageError)

@@ -156,7 +156,9 @@ def build_package(
     flags = {k: metadata.pop(k) for k in ("name", "version", "format") if k in metadata}
     if metadata:
         (directory / METADATA_FILE).write_text(json.dumps(metadata, indent=2))
-    result = pack(directory, archive=archive, **{k: str(v) for k, v in flags.items()})
+    given = {k: str(v) for k, v in flags.items()}
+    result = pack(directory, name=given.get("name"), version=given.get("version"), format=given.get("format"),
+                  archive=archive)
     return result.archive if result.archive else directory
 
 

@@ -103,7 +103,9 @@ def _container_failure(
     budget = startup_budget(spec)
     code = last.get("exitCode")
     if restarts >= 1 and isinstance(code, int) and code in PERMANENT_EXIT_CODES:
-        return RevisionFailure("CrashLoop", f"{where}: the runtime exited with {_exit(last)}")
+        said = f": {str(last['message']).strip()}" if last.get("message") else ""  # the runtime's termination log
+        own = PERMANENT_EXIT_CODES[code] if code in names.OWN_REASON_EXIT_CODES else "CrashLoop"
+        return RevisionFailure(own, f"{where}: the runtime exited with {_exit(last)}{said}")
     if budget is not None:
         running = state.get("running")
         ran = _seconds_since(running.get("startedAt"), now) if isinstance(running, Mapping) else None

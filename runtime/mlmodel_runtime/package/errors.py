@@ -132,6 +132,14 @@ class StoreUnavailable(PackageError):
     temporary = True
 
 
+class ExamplesMismatch(PackageError):
+    """The loaded model's answers to the package's examples (examples.json) differ from the expected outputs
+    beyond their tolerance: the files are intact but the model does not compute what the package says."""
+
+    reason = "ExamplesMismatch"
+    exit_code = 17
+
+
 ALL_ERRORS: tuple[type[PackageError], ...] = (
     PackageNotFound,
     AccessDenied,
@@ -144,5 +152,6 @@ ALL_ERRORS: tuple[type[PackageError], ...] = (
     FormatUnsupported,
     FormatNotAllowed,
     StoreUnavailable,
+    ExamplesMismatch,
 )
 """Every reason, in the contract's order (for docs and tests)."""

@@ -25,7 +25,14 @@ from typing import TYPE_CHECKING
 from prometheus_client import CollectorRegistry, start_http_server
 
 from mlmodel_runtime.backends.loading import LoadedModel, load_model
-from mlmodel_runtime.fetch import EXIT_FAILED, EXIT_OK, exit_code_for, fetch, log_failure
+from mlmodel_runtime.fetch import (
+    EXIT_FAILED,
+    EXIT_OK,
+    exit_code_for,
+    fetch,
+    log_failure,
+    write_termination_message,
+)
 from mlmodel_runtime.metrics import RuntimeMetrics
 from mlmodel_runtime.server.dataplane import DataPlane
 from mlmodel_runtime.settings import ServeSettings
@@ -67,6 +74,7 @@ def model_loader(settings: ServeSettings, metrics_start: float) -> Callable[[], 
             inter_op_threads=settings.inter_op_threads,
             warmup_rows=warmup_rows,
         )
+        run_package_examples(Path(package.path), model)
         # the gauge reports download + verify + load + warm-up, from process start
         return LoadedModel(
             model.name,
@@ -78,6 +86,19 @@ def model_loader(settings: ServeSettings, metrics_start: float) -> Callable[[], 
         )
 
     return load
+
+
+def run_package_examples(model_dir: Path, model: LoadedModel) -> None:
+    """The package's examples, after warm-up and before the model is attached (so before started/ready):
+    ExamplesMismatch (exit code 17) when the model answers them wrongly."""
+    from mlmodel_runtime.quality.examples import check_examples, load_package_examples
+
+    examples = load_package_examples(model_dir, model.signature)
+    if examples is None:
+        return
+    started = time.perf_counter()
+    passed = check_examples(model.backend, examples)
+    log.info("examples passed", extra={"examples": passed, "examples_s": round(time.perf_counter() - started, 3)})
 
 
 def freeze_heap() -> None:
@@ -115,6 +136,7 @@ def serve(settings: ServeSettings) -> int:
     def failed(exc: BaseException) -> None:
         nonlocal exit_code
         log_failure("model could not be served", exc)
+        write_termination_message(settings.termination_message_path, exc)
         exit_code = exit_code_for(exc)
         if server is not None:
             server.should_exit = True
