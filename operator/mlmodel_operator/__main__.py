@@ -13,7 +13,7 @@ import signal
 import socket
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import kopf
@@ -38,6 +38,12 @@ EXIT_LOST_LEASE = 3
 # (a structural schema would prune kopf's status fields).
 STORAGE_PREFIX = "serving.mlmodel.io"
 
+# How long a deletion waits for a running timer pass to end before it polls (see kopf_settings).
+DELETE_WAIT_SECONDS = 3.0
+
+# API connections beyond the reconcile workers: the lease renewer and kopf's own calls on the side.
+SPARE_CONNECTIONS = 4
+
 
 def kopf_settings(config: OperatorConfig) -> kopf.OperatorSettings:
     settings = kopf.OperatorSettings()
@@ -52,6 +58,11 @@ def kopf_settings(config: OperatorConfig) -> kopf.OperatorSettings:
         prefix=STORAGE_PREFIX, key="last-handled-configuration"
     )
     settings.execution.max_workers = config.max_workers
+    # Deleting a model stops its timers; a timer in the middle of a (synchronous) pass cannot be cancelled, and
+    # by default kopf then looks again only after 60 s, holding the finalizer that long. A pass takes well
+    # under a second: wait for it, then poll often.
+    settings.background.instant_exit_timeout = DELETE_WAIT_SECONDS
+    settings.background.cancellation_polling = 1.0
     # One replica reconciles, elected through a Lease (see run_elected), so kopf's own peering is off.
     settings.peering.standalone = True
     return settings
@@ -90,16 +101,9 @@ def main(argv: list[str] | None = None) -> int:
     metrics = OperatorMetrics(CollectorRegistry())
     if config.metrics_port:
         start_http_server(config.metrics_port, registry=metrics.registry)
-    api_client = connect(args.kubeconfig)
-    kube = KubeApi(api_client, config.field_manager, metrics)
-    packages = PackageValidator(config, faults=faults)
-    metrics.watch_digest_cache(lambda: (packages.cache.hits, packages.cache.misses))
-    reconciler = Reconciler(config, kube, packages, metrics, faults=faults)
-    registry = kopf.OperatorRegistry()
-    register(registry, reconciler, config, scope)
-
-    # Who this replica is, for the Lease and for kopf (whose own guess, getpass.getuser(), fails for a uid that
-    # has no passwd entry: the images' 65532).
+    api_client = connect(args.kubeconfig, pool_size=config.max_workers + SPARE_CONNECTIONS)
+    # Who this replica is, for the Lease, its events and kopf (whose own guess, getpass.getuser(), fails for a
+    # uid that has no passwd entry: the images' 65532).
     identity = os.environ.get("POD_NAME") or f"{socket.gethostname()}-{os.getpid()}"
     elector = None
     if config.leader_election.enabled:
@@ -113,6 +117,14 @@ def main(argv: list[str] | None = None) -> int:
             renew_deadline=le.renew_deadline_seconds,
             retry_period=le.retry_period_seconds,
         )
+    kube = KubeApi(api_client, config.field_manager, metrics, fence=_fence(elector), instance=identity)
+    packages = PackageValidator(config, faults=faults)
+    metrics.watch_digest_cache(lambda: (packages.cache.hits, packages.cache.misses))
+    reconciler = Reconciler(config, kube, packages, metrics, faults=faults)
+    registry = kopf.OperatorRegistry()
+    register(registry, reconciler, config, scope, fence=kube.fence)
+
+    if elector is not None:
         metrics.leader.set(0)
         # As PID 1 of its container a process ignores SIGTERM unless it handles it: a standby replica would
         # wait out the whole grace period on every rollout and uninstall. (kopf handles it once it runs.)
@@ -140,6 +152,22 @@ def main(argv: list[str] | None = None) -> int:
         if elector is not None:
             elector.release()
     return 0
+
+
+def _fence(elector: LeaseElector | None) -> Callable[[], None] | None:
+    """Before every write: a replica that cannot prove it still holds the Lease ends at once, without writing
+    (the new leader may already be writing; exiting, not raising, so that kopf's own bookkeeping writes after a
+    failed handler never happen either)."""
+    if elector is None:
+        return None
+
+    def check() -> None:
+        if not elector.holds():
+            log.error("cannot prove this replica still holds the lease: exiting before the write")
+            logging.shutdown()
+            os._exit(EXIT_LOST_LEASE)
+
+    return check
 
 
 def _stop_standby(signum: int, frame: object) -> None:

@@ -9,23 +9,18 @@ never becomes ready is seen within seconds (pod changes alone do not change the 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import kopf
 
 from mlmodel_operator import names, plan
+from mlmodel_operator.adapters import StaleModel
 from mlmodel_operator.config import OperatorConfig
-from mlmodel_operator.reconcile import Outcome, Reconciler, RetryLater
+from mlmodel_operator.reconcile import Reconciler, RetryLater
 from mlmodel_operator.spec import GROUP, KIND, PLURAL, VERSION
 
 log = logging.getLogger(__name__)
-
-
-def _checked(outcome: Outcome | None) -> None:
-    """A stalled model fails its change handler permanently: nothing changes until the spec does."""
-    if outcome is not None and outcome.stalled is not None:
-        raise kopf.PermanentError(f"{outcome.stalled.reason}: {outcome.stalled.message}")
 
 
 def _owner(body: Mapping[str, Any]) -> str | None:
@@ -37,11 +32,14 @@ def _owner(body: Mapping[str, Any]) -> str | None:
 
 def register(
     registry: kopf.OperatorRegistry, reconciler: Reconciler, config: OperatorConfig,
-    scope: plan.WatchScope | None = None,
+    scope: plan.WatchScope | None = None, fence: Callable[[], None] | None = None,
 ) -> None:
-    """Register every handler of the operator on `registry`, for the models in `scope`'s namespaces."""
+    """Register every handler of the operator on `registry`, for the models in `scope`'s namespaces.
+    `fence` runs first in every handler (the Lease check of adapters.kube's writes): a handler that returns
+    is followed by kopf's own writes (its annotations), which must not happen after the Lease is lost either."""
 
     serves = (scope or plan.WatchScope()).serves
+    leads = fence or (lambda: None)
 
     def served(namespace: str | None, **_: Any) -> bool:
         return serves(namespace)
@@ -55,6 +53,10 @@ def register(
         delay = plan.retry_delay(attempt, config.resync.retry_delay_seconds, config.resync.retry_max_delay_seconds)
         return kopf.TemporaryError(error.message, delay=delay)
 
+    def again(error: StaleModel) -> kopf.TemporaryError:
+        # Someone wrote the MLModel since the pass read it: read it again and decide again, at once.
+        return kopf.TemporaryError(str(error), delay=0)
+
     @kopf.on.login(registry=registry)
     def login(**kwargs: Any) -> Any:
         return kopf.login_via_client(**kwargs)
@@ -63,18 +65,26 @@ def register(
     @kopf.on.update(**models, id="reconcile-on-update", when=served)
     @kopf.on.resume(**models, id="reconcile-on-resume", when=served)
     def on_change(namespace: str | None, name: str, retry: int, **_: Any) -> None:
+        leads()
+        # A stalled model (a bad package, a failed first revision) returns normally: its state is in status
+        # and events, and nothing changes until the spec does, so it is neither retried nor logged as an error.
         try:
-            _checked(reconciler.reconcile(str(namespace), name))
+            reconciler.reconcile(str(namespace), name)
         except RetryLater as error:
             raise backoff(error, retry) from None
+        except StaleModel as error:
+            raise again(error) from None
 
     @kopf.timer(**models, id="resync", interval=config.resync.interval_seconds,
                 initial_delay=config.resync.interval_seconds, when=served)
     def resync(namespace: str | None, name: str, **_: Any) -> None:
+        leads()
         try:
             reconciler.reconcile(str(namespace), name, coalesce=True)
         except RetryLater as retry:
             log.warning("%s (the next resync retries)", retry.message)
+        except StaleModel as stale:
+            log.info("%s", stale)
 
     # A `when=` callback, not `field="status.rollout"`: kopf adds a filter's field to the essence it diffs for
     # on.update, so every rollout starting and ending would run the update handler and rewrite kopf's
@@ -82,13 +92,17 @@ def register(
     @kopf.timer(**models, id="rollout-check", interval=config.failure_detection.check_interval_seconds,
                 initial_delay=config.failure_detection.check_interval_seconds, when=rolling_out)
     def rollout_check(namespace: str | None, name: str, **_: Any) -> None:
+        leads()
         try:
             reconciler.reconcile(str(namespace), name, coalesce=True)
         except RetryLater as retry:
             log.info("%s", retry.message)
+        except StaleModel as stale:
+            log.info("%s", stale)
 
     @kopf.on.delete(**models, id="forget", optional=True, when=served)
     def forget(namespace: str | None, name: str, **_: Any) -> None:
+        leads()
         reconciler.forget(str(namespace), name)
 
     @kopf.on.event("apps", "v1", "deployments", labels={names.LABEL_MANAGED_BY: names.MANAGED_BY},
@@ -97,7 +111,8 @@ def register(
         owner = _owner(body)
         if owner is None or namespace is None:
             return
+        leads()
         try:
             reconciler.reconcile(namespace, owner, coalesce=True)
-        except RetryLater as retry:
-            log.info("%s", retry.message)  # the MLModel's own handlers retry it
+        except (RetryLater, StaleModel) as retry:
+            log.info("%s", retry)  # the MLModel's own handlers retry it

@@ -20,6 +20,7 @@ from tests.chart.conftest import Helm
 from tests.operator.cluster import OperatorProcess, Packages, create_store_secret, mlmodel, wait_condition
 from tests.operator.conftest import FAILURE_DETECTION, REPO, crd
 from tests.support.kube import Kubectl
+from tests.support.tokens import token_kubeconfig
 from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.cluster, pytest.mark.objectstore, pytest.mark.slow]
@@ -34,17 +35,6 @@ def _free_port() -> int:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 
-
-def _token_kubeconfig(admin: Path, token: str, path: Path) -> Path:
-    """A kubeconfig for the same API server that authenticates with the ServiceAccount token only."""
-    cluster = yaml.safe_load(admin.read_text())["clusters"][0]
-    path.write_text(yaml.safe_dump({
-        "apiVersion": "v1", "kind": "Config", "clusters": [cluster],
-        "users": [{"name": "operator", "user": {"token": token}}],
-        "contexts": [{"name": "operator", "context": {"cluster": cluster["name"], "user": "operator"}}],
-        "current-context": "operator",
-    }))
-    return path
 
 
 @pytest.fixture
@@ -80,7 +70,7 @@ def operator_as_sa(
     }
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
     token = kubectl.run("create", "token", sa, "-n", namespace, "--duration=1h").stdout.strip()
-    sa_kubeconfig = _token_kubeconfig(kubeconfig, token, tmp_path / "sa.kubeconfig")
+    sa_kubeconfig = token_kubeconfig(kubeconfig, token, tmp_path / "sa.kubeconfig")
 
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "KUBECONFIG"))}
     env |= {"KUBECONFIG": str(sa_kubeconfig), "POD_NAME": "operator-0", "POD_NAMESPACE": namespace}

@@ -1,5 +1,6 @@
 """The only code that talks to the Kubernetes API: reads as plain dicts, server-side apply, status
-merge patches and events. Every write is counted in the operator's metrics."""
+merge patches and events. Every write is counted in the operator's metrics, and every write first asks the
+fence (the Lease, with leader election) whether this replica may still write."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import base64
 import json
 import logging
 import socket
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -23,19 +24,28 @@ APPLY_PATCH = "application/apply-patch+yaml"
 MERGE_PATCH = "application/merge-patch+json"
 
 
-def connect(kubeconfig: str | None = None) -> client.ApiClient:
-    """An API client from KUBECONFIG / ~/.kube/config, or the in-cluster service account."""
+def connect(kubeconfig: str | None = None, pool_size: int | None = None) -> client.ApiClient:
+    """An API client from KUBECONFIG / ~/.kube/config, or the in-cluster service account. `pool_size`: HTTP
+    connections kept per host; at least the number of threads that call the API at once (the client's default,
+    5 per CPU, is fewer than the reconcile workers on a small node: "connection pool is full" under load)."""
+    configuration = client.Configuration()
     try:
-        config.load_kube_config(config_file=kubeconfig)  # type: ignore[no-untyped-call]
+        config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)  # type: ignore[no-untyped-call]
     except config.ConfigException:
-        config.load_incluster_config()  # type: ignore[no-untyped-call]
-    return client.ApiClient()
+        config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+    if pool_size is not None:
+        configuration.connection_pool_maxsize = pool_size
+    return client.ApiClient(configuration)
 
 
 def _data(response: Any) -> dict[str, Any]:
     """The JSON body of a `_preload_content=False` response."""
     result: dict[str, Any] = json.loads(response.data)
     return result
+
+
+class StaleModel(Exception):
+    """A status write refused because the MLModel changed after the pass read it (HTTP 409)."""
 
 
 def _missing(exc: ApiException) -> bool:
@@ -45,13 +55,19 @@ def _missing(exc: ApiException) -> bool:
 class KubeApi:
     """Thin, typed-at-the-edges access to the objects the operator reads and writes."""
 
-    def __init__(self, api_client: client.ApiClient, field_manager: str, metrics: OperatorMetrics) -> None:
+    def __init__(
+        self, api_client: client.ApiClient, field_manager: str, metrics: OperatorMetrics, *,
+        fence: Callable[[], None] | None = None, instance: str | None = None,
+    ) -> None:
+        """`fence`: called before every write; it raises, or ends the process, when this replica may no
+        longer write (adapters.lease.LeaseElector.holds). `instance`: this replica, in the events it posts."""
         self.core = client.CoreV1Api(api_client)
         self.apps = client.AppsV1Api(api_client)
         self.custom = client.CustomObjectsApi(api_client)
         self.field_manager = field_manager
         self.metrics = metrics
-        self.instance = socket.gethostname()
+        self.fence = fence or (lambda: None)
+        self.instance = instance or socket.gethostname()
 
     # -- reads -----------------------------------------------------------------------------
 
@@ -112,6 +128,7 @@ class KubeApi:
             "_preload_content": False,
         }
         response: Any
+        self.fence()
         if kind == "Deployment":
             response = self.apps.patch_namespaced_deployment(meta["name"], meta["namespace"], dict(obj), **kwargs)
         elif kind == "Service":
@@ -121,13 +138,26 @@ class KubeApi:
         self.metrics.writes.labels(resource=kind.lower() + "s", verb="apply").inc()
         return _data(response)
 
-    def patch_model_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
-        """Merge-patch the status subresource (nulls remove fields)."""
-        self.custom.patch_namespaced_custom_object_status(
-            GROUP, VERSION, namespace, PLURAL, name, {"status": dict(status)},
-            _content_type=MERGE_PATCH, _preload_content=False,
-        )
+    def patch_model_status(
+        self, namespace: str, name: str, status: Mapping[str, Any], resource_version: str | None = None
+    ) -> str:
+        """Merge-patch the status subresource (nulls remove fields); returns the MLModel's new resourceVersion.
+        With `resource_version` the patch applies only to that version of the MLModel: a status decided from
+        an older read (another replica wrote since, or the spec changed) raises StaleModel instead."""
+        body: dict[str, Any] = {"status": dict(status)}
+        if resource_version is not None:
+            body["metadata"] = {"resourceVersion": resource_version}
+        self.fence()
+        try:
+            response = self.custom.patch_namespaced_custom_object_status(
+                GROUP, VERSION, namespace, PLURAL, name, body, _content_type=MERGE_PATCH, _preload_content=False,
+            )
+        except ApiException as exc:
+            if exc.status == 409:
+                raise StaleModel(f"{namespace}/{name} changed since it was read; reading it again") from None
+            raise
         self.metrics.writes.labels(resource="mlmodels/status", verb="patch").inc()
+        return str(_data(response)["metadata"]["resourceVersion"])
 
     def post_event(
         self, involved: Mapping[str, Any], type_: str, reason: str, message: str, now: datetime
@@ -156,6 +186,7 @@ class KubeApi:
             "lastTimestamp": stamp,
             "count": 1,
         }
+        self.fence()
         try:
             self.core.create_namespaced_event(meta["namespace"], event, _preload_content=False)
             self.metrics.writes.labels(resource="events", verb="create").inc()

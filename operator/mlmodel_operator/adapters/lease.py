@@ -2,6 +2,12 @@
 
 `acquire()` blocks until this replica holds the Lease; `keep()` renews it in a thread and calls `on_lost`
 when renewal has failed for the renew deadline; `release()` hands it over at a clean shutdown.
+
+`holds()` is the fence every write checks first (adapters.kube): true only while the last successful renewal
+*began* less than the renew deadline ago on this process's monotonic clock. Another replica takes over only
+after it has seen the same record unchanged for a whole lease duration on its own clock, which starts after
+our renewal reached the API server; so a replica that was paused (SIGSTOP, a frozen VM, a long GC) finds on
+waking that it can no longer prove it leads, and writes nothing, whatever its lease thread is doing.
 """
 
 from __future__ import annotations
@@ -43,10 +49,19 @@ class LeaseElector:
         self.lease_duration, self.renew_deadline, self.retry_period = lease_duration, renew_deadline, retry_period
         self._observed: Observed | None = None
         self._stop = threading.Event()
+        # Monotonic time at which the last successful acquire/renew request was sent (-inf: never).
+        self._renewed_at = float("-inf")
+        # Every Lease call gives up within the renew deadline, so the renew loop never hangs past it.
+        self._timeout = max(renew_deadline, 0.5)
+
+    def holds(self) -> bool:
+        """Can this replica still prove it holds the Lease? (thread-safe: one float read)"""
+        return not lost(self._renewed_at, time.monotonic(), self.renew_deadline)
 
     def _read(self) -> tuple[LeaseView | None, dict[str, Any] | None]:
         try:
-            response: Any = self.api.read_namespaced_lease(self.name, self.namespace, _preload_content=False)
+            response: Any = self.api.read_namespaced_lease(
+                self.name, self.namespace, _preload_content=False, _request_timeout=self._timeout)
             raw = json.loads(response.data)
         except ApiException as exc:
             if exc.status == 404:
@@ -64,6 +79,7 @@ class LeaseElector:
 
     def try_acquire_or_renew(self) -> bool:
         """One attempt; True when this replica holds the Lease afterwards."""
+        sent = time.monotonic()  # the lease is ours from no earlier than this, whatever the reply's delay
         view, raw = self._read()
         now = time.monotonic()
         self._observed = observe(view, self._observed, now)
@@ -80,7 +96,8 @@ class LeaseElector:
             if decision is Decision.CREATE:
                 spec |= {"acquireTime": stamp, "leaseTransitions": 0}
                 body: Any = {"metadata": {"name": self.name, "namespace": self.namespace}, "spec": spec}
-                self.api.create_namespaced_lease(self.namespace, body, _preload_content=False)
+                self.api.create_namespaced_lease(
+                    self.namespace, body, _preload_content=False, _request_timeout=self._timeout)
             else:
                 assert view is not None
                 assert raw is not None
@@ -89,11 +106,13 @@ class LeaseElector:
                     log.info("taking over lease %s/%s from %s", self.namespace, self.name, view.holder or "nobody")
                 # resourceVersion makes this a compare-and-swap: of two replicas taking over, one gets a 409.
                 body = {"metadata": {**raw["metadata"]}, "spec": {**(raw.get("spec") or {}), **spec}}
-                self.api.replace_namespaced_lease(self.name, self.namespace, body, _preload_content=False)
+                self.api.replace_namespaced_lease(
+                    self.name, self.namespace, body, _preload_content=False, _request_timeout=self._timeout)
         except ApiException as exc:
             if exc.status == 409:
                 return False
             raise
+        self._renewed_at = sent
         return True
 
     def acquire(self) -> None:
@@ -111,18 +130,21 @@ class LeaseElector:
         """Renew every retry period in a daemon thread; `on_lost` when renewal failed for the renew deadline."""
 
         def run() -> None:
-            renewed = time.monotonic()
             while not self._stop.wait(self.retry_period):
+                # Checked before renewing too: a replica that wakes from a pause past its deadline stops
+                # at once, without a renew call that may block or (worse) find the Lease free again.
+                if not self.holds():
+                    break
                 try:
-                    if self.try_acquire_or_renew():
-                        renewed = time.monotonic()
+                    self.try_acquire_or_renew()
                 except Exception as exc:
                     log.warning("renewing lease %s/%s: %s", self.namespace, self.name, exc)
-                if lost(renewed, time.monotonic(), self.renew_deadline):
-                    log.error("lost the lease %s/%s: stopping so that only the new leader writes",
-                              self.namespace, self.name)
-                    on_lost()
-                    return
+                if not self.holds():
+                    break
+            else:
+                return
+            log.error("lost the lease %s/%s: stopping so that only the new leader writes", self.namespace, self.name)
+            on_lost()
 
         thread = threading.Thread(target=run, name="lease-renewer", daemon=True)
         thread.start()
@@ -139,7 +161,8 @@ class LeaseElector:
                 "metadata": raw["metadata"],
                 "spec": {**(raw.get("spec") or {}), "holderIdentity": None, "leaseDurationSeconds": 1},
             }
-            self.api.replace_namespaced_lease(self.name, self.namespace, released, _preload_content=False)
+            self.api.replace_namespaced_lease(
+                self.name, self.namespace, released, _preload_content=False, _request_timeout=self._timeout)
             log.info("released lease %s/%s", self.namespace, self.name)
         except Exception as exc:
             log.warning("releasing lease %s/%s: %s", self.namespace, self.name, exc)
