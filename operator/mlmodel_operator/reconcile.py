@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 
 from mlmodel_runtime.package import InvalidUri, PackageError
 
-from mlmodel_operator import names, plan
+from mlmodel_operator import gates, names, plan
 from mlmodel_operator.adapters import CheckedPackage, Credentials, KubeApi, PackageValidator
 from mlmodel_operator.config import OperatorConfig
 from mlmodel_operator.faults import FaultInjector
@@ -349,6 +349,8 @@ class Reconciler:
         finally:
             self.metrics.validation_seconds.observe(time.monotonic() - started)
         self.metrics.validations.labels(result="valid" if checked.hashed else "reused").inc()
+        if failed_bounds := gates.evaluate(spec.quality_gate, checked.metrics):  # docs/quality.md
+            raise plan.Refused(gates.REASON, gates.message(failed_bounds))
         return _package_status(spec.source.uri, checked)
 
     def _credentials(self, model: MLModel) -> Credentials | None:

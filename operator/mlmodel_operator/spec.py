@@ -266,6 +266,31 @@ class RollbackTo(_Model):
     revision: int = Field(ge=1, description="A revision number from status.history.")
 
 
+METRIC_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
+MetricBounds = Annotated[
+    dict[Annotated[str, Field(pattern=METRIC_NAME_PATTERN)], float],
+    WithJsonSchema({"type": "object", "maxProperties": 64, "additionalProperties": {"type": "number"},
+                    "propertyNames": {"pattern": METRIC_NAME_PATTERN}}),
+]
+
+
+class QualityGate(_Model):
+    """Bounds on the training metrics in the package's metadata.json (`training.metrics`), checked while the
+    package is validated, before anything is rolled out (docs/quality.md)."""
+
+    minimums: MetricBounds | None = Field(
+        default=None,
+        description=(
+            "Metric name -> smallest acceptable value, e.g. {accuracy: 0.9, roc_auc: 0.95}. A metric the gate "
+            "names that the package does not report fails the gate."
+        ),
+    )
+    maximums: MetricBounds | None = Field(
+        default=None,
+        description="Metric name -> largest acceptable value, e.g. {log_loss: 0.3}.",
+    )
+
+
 class MLModelSpec(_Model):
     """The desired state of a served model."""
 
@@ -325,6 +350,13 @@ class MLModelSpec(_Model):
         default_factory=PodMetadata,
         json_schema_extra={"default": {}},
         description="Labels and annotations copied onto the runtime pods.",
+    )
+    quality_gate: QualityGate | None = Field(
+        default=None,
+        description=(
+            "Minimums and maximums for the package's training metrics; a package outside them (or without a "
+            "metric they name) is Stalled with reason QualityGateFailed and the serving revision is left as it is."
+        ),
     )
 
 

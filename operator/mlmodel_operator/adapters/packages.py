@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections import OrderedDict
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 
 from mlmodel_runtime.package import (
@@ -26,6 +26,7 @@ from mlmodel_runtime.package.verify import check_head, validate_source
 
 from mlmodel_operator.config import OperatorConfig
 from mlmodel_operator.faults import FaultInjector
+from mlmodel_operator.gates import training_metrics
 from mlmodel_operator.spec import Source
 
 
@@ -45,6 +46,7 @@ class CheckedPackage:
     size: int
     format: str
     hashed: bool  # False: recognized by its manifest digest, no file hashed
+    metrics: Mapping[str, object] = field(default_factory=dict)  # metadata.json training.metrics (quality gates)
 
 
 class PackageValidator:
@@ -119,9 +121,11 @@ class PackageValidator:
             head = check_head(opened, allow_pickle=self.config.allow_pickle, allowed_formats=self.allowed)
             if head.digest in known_digests:
                 size = head.manifest.total_size + len(head.manifest_bytes)
-                return CheckedPackage(head.digest, size, head.format.value, hashed=False)
+                return CheckedPackage(head.digest, size, head.format.value, hashed=False,
+                                      metrics=training_metrics(head.metadata.training))
             validated = validate_source(
                 opened, allow_pickle=self.config.allow_pickle, allowed_formats=self.allowed, cache=self.cache,
                 progress=progress,
             )
-        return CheckedPackage(validated.digest, validated.total_size, validated.format.value, hashed=True)
+        return CheckedPackage(validated.digest, validated.total_size, validated.format.value, hashed=True,
+                              metrics=training_metrics(validated.metadata.training))

@@ -25,6 +25,7 @@ PACKAGE_REASONS = frozenset(
         "FormatMismatch",
         "CredentialsNotFound",
         "InvalidSource",
+        "QualityGateFailed",  # the package's training metrics miss spec.qualityGate (mlmodel_operator.gates)
     }
 )
 
