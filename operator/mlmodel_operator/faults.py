@@ -2,9 +2,12 @@
 at once with status 137 (what SIGKILL gives: no cleanup, no status write, no lease release) the N-th time
 (default: the first) it reaches POINT. Unset, every point is a no-op.
 
-Points: `validating` (hashing a package's files), `applied` (a Deployment applied, the status not yet
-written), `failure-recorded` (a failed revision written to status, the rollback not yet applied),
-`rolled-back` (the rollback applied, the status not yet written).
+Points: `validating` (hashing a package's files), `warning-posted` (a Warning event posted, the status that
+records its transition not yet written), `failure-recorded` (a failed revision written to status, the rollback
+not yet applied), `applied` (a Deployment applied, the status not yet written), `rolled-back` (the rollback
+applied, the status not yet written).
+
+The fake-API tests pass their own `exit`, which raises instead of ending the test process.
 """
 
 from __future__ import annotations
@@ -13,19 +16,22 @@ import logging
 import os
 import sys
 import threading
+from collections.abc import Callable
+from typing import NoReturn
 
 log = logging.getLogger(__name__)
 
 ENV = "MLMODEL_OPERATOR_FAULT"
-POINTS = frozenset({"validating", "applied", "failure-recorded", "rolled-back"})
+POINTS = frozenset({"validating", "warning-posted", "failure-recorded", "applied", "rolled-back"})
 EXIT_STATUS = 137
 
 
 class FaultInjector:
     """Counts how often each point is reached and ends the process at the configured one."""
 
-    def __init__(self, spec: str | None = None) -> None:
+    def __init__(self, spec: str | None = None, exit: Callable[[], NoReturn] | None = None) -> None:
         self.point: str | None = None
+        self._exit = exit or _exit_process
         self.nth = 1
         self._seen = 0
         self._keys: set[str] = set()
@@ -54,6 +60,11 @@ class FaultInjector:
             hit = self._seen == self.nth
         if hit:
             log.critical("fault injection: exiting at %s (%d)", point, self.nth)
-            logging.shutdown()
-            sys.stderr.flush()
-            os._exit(EXIT_STATUS)
+            self._exit()
+
+
+def _exit_process() -> NoReturn:
+    """As SIGKILL leaves it: no cleanup, no status write, no lease release."""
+    logging.shutdown()
+    sys.stderr.flush()
+    os._exit(EXIT_STATUS)

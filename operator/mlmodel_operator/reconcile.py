@@ -1,12 +1,13 @@
-"""One idempotent reconcile pass per MLModel, for create, update, resume, resync and runtime changes.
+"""One idempotent reconcile pass per MLModel, for create, update, resume, resync and runtime changes:
+read -> plan -> act.
 
-observe the Deployment, ReplicaSets and pods -> the revision the spec asks for (validate its package, or
-take it from history for spec.rollbackTo) -> decide (plan.decide: history, rollout, rollback, from the
-evidence on the pods) -> render the target revision and apply what differs -> compute the status -> write
-it (only if it changed) and post events. A package or placement problem stops the pass before anything
-is applied: the serving Deployment is left exactly as it was. All state lives in the MLModel's status and
-the objects, nothing only in memory; a revision that failed is written to status before the rollback is
-applied, so an operator killed at any point decides the same when it starts again.
+`read` takes one snapshot of the MLModel and the objects it owns (pass_plan.World); `validate` checks the
+package spec.source names (the object store; the model's Secret); `pass_plan.make_plan` decides everything,
+purely; `act` carries the plan out in order: write ahead (a failed revision's status, before the rollback
+changes the Deployment), apply what differs, write the status, each status write preceded by the events of
+its transition under idempotent names. A package or placement problem stops the pass before anything is
+applied: the serving Deployment is left exactly as it was. All state lives in the MLModel's status and the
+objects, nothing only in memory, so an operator killed at any point decides the same when it starts again.
 """
 
 from __future__ import annotations
@@ -14,21 +15,21 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from mlmodel_runtime.package import InvalidUri, PackageError
 
 from mlmodel_operator import gates, names, plan
-from mlmodel_operator.adapters import CheckedPackage, Credentials, KubeApi, PackageValidator
+from mlmodel_operator.adapters import CheckedPackage, Credentials
 from mlmodel_operator.config import OperatorConfig
 from mlmodel_operator.faults import FaultInjector
 from mlmodel_operator.metrics import OperatorMetrics
-from mlmodel_operator.render import RenderInput, render_deployment, render_service, template_fingerprint
-from mlmodel_operator.spec import MLModel, MLModelStatus, PackageStatus, RevisionRecord, RevisionSettings
-from mlmodel_operator.status import Failure, PassFacts, Revisions, compute_status, events_between, find, observe
+from mlmodel_operator.pass_plan import Pending, Plan, StatusWrite, Validation, World, make_plan, ready, stalled
+from mlmodel_operator.spec import MLModel, MLModelStatus, PackageStatus, Source
+from mlmodel_operator.status import Failure
 
 log = logging.getLogger(__name__)
 
@@ -44,13 +45,37 @@ class RetryLater(Exception):
 
 
 @dataclass(frozen=True)
-class Outcome:
-    """What a pass ended with (for handlers, logs and metrics)."""
+class PassResult:
+    """How a pass left the model (for handlers, logs and metrics)."""
 
     ready: bool
     stalled: Failure | None
-    applied: tuple[str, ...]  # kinds applied in this pass
-    status_written: bool
+
+
+class Kube(Protocol):
+    """The Kubernetes API as a pass uses it (adapters.kube.KubeApi; a fake in the fake-API tests)."""
+
+    def get_model(self, namespace: str, name: str) -> dict[str, Any] | None: ...
+    def get_deployment(self, namespace: str, name: str) -> dict[str, Any] | None: ...
+    def get_service(self, namespace: str, name: str) -> dict[str, Any] | None: ...
+    def list_replicasets(self, namespace: str, selector: str) -> list[dict[str, Any]]: ...
+    def list_pods(self, namespace: str, selector: str) -> list[dict[str, Any]]: ...
+    def read_secret(self, namespace: str, name: str) -> dict[str, str] | None: ...
+    def apply(self, obj: Mapping[str, Any]) -> dict[str, Any]: ...
+    def patch_model_status(
+        self, namespace: str, name: str, status: Mapping[str, Any], resource_version: str | None = None
+    ) -> str: ...
+    def post_event(
+        self, involved: Mapping[str, Any], type_: str, reason: str, message: str, now: datetime,
+        name: str | None = None,
+    ) -> None: ...
+
+
+class Packages(Protocol):
+    """Package validation against the object store (adapters.packages.PackageValidator; a fake in tests)."""
+
+    def check(self, source: Source, credentials: Credentials | None, known_digests: frozenset[str]) -> CheckedPackage:
+        ...
 
 
 class KeyedSerializer:
@@ -92,8 +117,8 @@ class Reconciler:
     def __init__(
         self,
         config: OperatorConfig,
-        kube: KubeApi,
-        packages: PackageValidator,
+        kube: Kube,
+        packages: Packages,
         metrics: OperatorMetrics,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         faults: FaultInjector | None = None,
@@ -104,14 +129,13 @@ class Reconciler:
         self.metrics = metrics
         self.clock = clock
         self.faults = faults or FaultInjector()
-        self.limits = plan.Limits.of(config.failure_detection)
         self.serializer = KeyedSerializer()
 
-    def reconcile(self, namespace: str, name: str, *, coalesce: bool = False) -> Outcome | None:
+    def reconcile(self, namespace: str, name: str, *, coalesce: bool = False) -> PassResult | None:
         """Run one pass for the model (None: it is gone, or a queued pass will do this work)."""
         started = time.monotonic()
         try:
-            outcome = self.serializer.run(f"{namespace}/{name}", lambda: self._pass(namespace, name), coalesce=coalesce)
+            result = self.serializer.run(f"{namespace}/{name}", lambda: self._pass(namespace, name), coalesce=coalesce)
         except RetryLater:
             self.metrics.reconciles.labels(outcome="retry").inc()
             raise
@@ -120,204 +144,44 @@ class Reconciler:
             raise
         finally:
             self.metrics.reconcile_seconds.observe(time.monotonic() - started)
-        if outcome is not None:
-            result = "ready" if outcome.ready else "stalled" if outcome.stalled else "progressing"
-            self.metrics.reconciles.labels(outcome=result).inc()
-        return outcome
+        if result is not None:
+            outcome = "ready" if result.ready else "stalled" if result.stalled else "progressing"
+            self.metrics.reconciles.labels(outcome=outcome).inc()
+        return result
 
     def forget(self, namespace: str, name: str) -> None:
         """The model is being deleted: drop its per-model metrics."""
         self.metrics.forget(namespace, name)
 
-    # -- the pass --------------------------------------------------------------------------
-
-    def _pass(self, namespace: str, name: str) -> Outcome | None:
-        raw = self.kube.get_model(namespace, name)
-        if raw is None or raw.get("metadata", {}).get("deletionTimestamp"):
+    def _pass(self, namespace: str, name: str) -> PassResult | None:
+        world = self.read(namespace, name)
+        if world is None:
             self.forget(namespace, name)
             return None  # deleted: owner references let the garbage collector remove the rest
+        validation = None if world.model.spec.rollback_to is not None else self.validate(world.model)
+        return self.act(make_plan(world, validation, self.config, self.clock()))
+
+    # -- read ------------------------------------------------------------------------------
+
+    def read(self, namespace: str, name: str) -> World | None:
+        """One snapshot of the MLModel and its objects; None when it is gone or being deleted."""
+        raw = self.kube.get_model(namespace, name)
+        if raw is None or raw.get("metadata", {}).get("deletionTimestamp"):
+            return None
         model = MLModel.model_validate(raw)
-        previous = model.status
-        now = self.clock()
-        stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ")
-        live = self.kube.get_deployment(namespace, name)
+        deployment = self.kube.get_deployment(namespace, name)
         selector = names.selector_string(name)
-        replicasets = self.kube.list_replicasets(namespace, selector) if live else []
-        pods = self.kube.list_pods(namespace, selector) if live else []
-        current = plan.live_template(live, observe(live, replicasets, pods).complete)
-
-        failure: Failure | None = None
-        pending: str | None = None
-        wanted: RevisionRecord | None = None
-        try:
-            found = self._wanted(model, current, stamp)
-            if isinstance(found, _Pending):
-                pending = found.message
-            else:
-                wanted = found
-        except plan.Refused as refused:
-            failure = Failure(refused.reason, refused.message)
-        except PackageError as error:  # permanent ones only: temporary ones come back as _Pending
-            failure = Failure(error.reason, error.message)
-
-        evidence = None
-        rollout = previous.rollout
-        if rollout is not None and rollout.revision == current.revision and not current.complete:
-            evidence = plan.revision_failure(live, pods, rollout.revision, now, self.limits)
-        retry_value = (raw.get("metadata", {}).get("annotations") or {}).get(names.RETRY_ANNOTATION)
-        decision = plan.decide(
-            plan.Inputs(
-                status=previous,
-                wanted=wanted,
-                live=current,
-                evidence=evidence,
-                auto_rollback=model.spec.rollout.auto_rollback,
-                retry=bool(retry_value) and retry_value != previous.last_retry,
-                history_limit=model.spec.revision_history_limit,
-                now=stamp,
-            )
-        )
-        revisions = self._revisions(model, wanted, decision, retry_value or previous.last_retry)
-        target = decision.target
-
-        def facts(deployment: dict[str, Any] | None) -> PassFacts:
-            return PassFacts(
-                generation=model.metadata.generation,
-                desired_replicas=model.spec.replicas,
-                url=names.model_url(name, namespace, self.config.cluster_domain),
-                selector=selector,
-                observation=observe(deployment, replicasets, pods),
-                package=wanted.package() if wanted else None,
-                failure=failure,
-                pending=pending,
-                applied_revision=target.revision if target else None,
-                revisions=revisions,
-            )
-
-        stored = previous
-        if decision.failed_now is not None:
-            # Write-ahead: the failure is in status before the rollback changes the Deployment, so that a
-            # restarted operator knows the revision failed and never retries it.
-            stored = self._write(raw, model, stored, compute_status(stored, facts(live), stamp), now)
-            self._count_failure(model, decision)
-            self.faults.reached("failure-recorded")
-
-        applied: list[str] = []
-        if target is not None:
-            try:
-                live, applied = self._apply(model, target, live)
-            except plan.Refused as refused:  # e.g. a history entry's node pool left the configuration
-                failure = Failure(refused.reason, refused.message)
-            if "Deployment" in applied:
-                self.faults.reached("applied")
-                if decision.rolled_back:
-                    self.faults.reached("rolled-back")
-
-        status = compute_status(stored, facts(live), stamp)
-        written = status != stored
-        if written:
-            stored = self._write(raw, model, stored, status, now)
-        if decision.served_now is not None and previous.rollout and previous.rollout.revision == decision.served_now:
-            self.metrics.rollouts.labels(result="succeeded").inc()
-        serving = plan.serving_entry(status.history)
-        self.metrics.model_state(
-            namespace, name, [(c.type, c.status) for c in status.conditions],
-            (serving.revision, serving.digest) if serving is not None and status.revision is not None else None,
-        )
-        if pending is not None:
-            raise RetryLater(f"{model.key}: {pending}")
-        ready_cond = find(status.conditions, "Ready")
-        return Outcome(
-            ready=bool(ready_cond and ready_cond.status == "True"),
-            stalled=failure or self._stalled(status.conditions),
-            applied=tuple(applied),
-            status_written=written,
+        return World(
+            raw=raw,
+            model=model,
+            deployment=deployment,
+            replicasets=self.kube.list_replicasets(namespace, selector) if deployment else [],
+            pods=self.kube.list_pods(namespace, selector) if deployment else [],
+            service=self.kube.get_service(namespace, name),
         )
 
-    def _write(
-        self, raw: dict[str, Any], model: MLModel, before: MLModelStatus, status: MLModelStatus, now: datetime
-    ) -> MLModelStatus:
-        """Patch the status and post the events of its transitions; returns what is stored now."""
-        if status == before:
-            return before
-        self.kube.patch_model_status(model.metadata.namespace, model.metadata.name, status_body(status))
-        for event in events_between(before, status):
-            self.kube.post_event(raw, event.type, event.reason, event.message, now)
-        ready = find(status.conditions, "Ready")
-        log.info("%s: %s %s", model.key, ready.reason if ready else "?", ready.message if ready else "")
-        return status
-
-    def _count_failure(self, model: MLModel, decision: plan.Decision) -> None:
-        failed = decision.failed_now
-        assert failed is not None
-        if decision.rolled_back:
-            self.metrics.rollouts.labels(result="rolled_back").inc()
-            self.metrics.rollbacks.labels(model.metadata.namespace, model.metadata.name, failed.reason or "").inc()
-            serving = decision.serving
-            log.warning("%s: revision %d failed (%s: %s); rolling back to revision %s", model.key, failed.revision,
-                        failed.reason, failed.message, serving.revision if serving else "?")
-        else:
-            self.metrics.rollouts.labels(result="failed").inc()
-            log.warning("%s: revision %d failed (%s: %s)", model.key, failed.revision, failed.reason, failed.message)
-
-    @staticmethod
-    def _revisions(
-        model: MLModel, wanted: RevisionRecord | None, decision: plan.Decision, last_retry: str | None
-    ) -> Revisions:
-        blocked = decision.blocked
-        why = Failure(blocked.reason or "Failed", blocked.message or "") if blocked is not None else None
-        target = decision.target
-        return Revisions(
-            history=decision.history,
-            rollout=decision.rollout,
-            desired=wanted.revision if wanted else None,
-            failed_revision=blocked.revision if blocked else None,
-            rolled_back=why if decision.rolled_back else None,
-            failed=why if not decision.rolled_back else None,
-            auto_rollback=model.spec.rollout.auto_rollback,
-            in_rollout=decision.rollout is not None and target is not None
-            and decision.rollout.revision == target.revision,
-            pinned=model.spec.rollback_to is not None,
-            last_retry=last_retry,
-        )
-
-    def _wanted(self, model: MLModel, current: plan.LiveTemplate, stamp: str) -> RevisionRecord | _Pending:
-        """The revision the spec asks for: spec.rollbackTo's from history, else spec.source's, validated."""
-        spec, status = model.spec, model.status
-        if spec.rollback_to is not None:
-            number = spec.rollback_to.revision
-            rollout = status.rollout if status.rollout and status.rollout.revision == number else None
-            pinned = rollout or plan.find_entry(status.history, number)
-            if pinned is None:
-                kept = ", ".join(str(e.revision) for e in status.history) or "none"
-                raise plan.Refused(
-                    "RevisionNotInHistory",
-                    f"spec.rollbackTo.revision {number} is not in status.history (kept: {kept}); "
-                    "choose one of those or remove spec.rollbackTo",
-                )
-            return RevisionRecord(**{field: getattr(pinned, field) for field in RevisionRecord.model_fields})
-        validated = self._validated_package(model)
-        if isinstance(validated, _Pending):
-            return validated
-        pool = plan.resolve_pool(spec, self.config)
-        fmt = plan.resolve_format(spec, validated.format, self.config)
-        package = validated.model_copy(update={"format": fmt})
-        draft = RenderInput(model=model, config=self.config, package=package, pool=pool, revision=0)
-        fingerprint = template_fingerprint(draft)
-        return RevisionRecord(
-            revision=plan.revision_number(fingerprint, current, status),
-            uri=package.uri,
-            digest=package.digest,
-            format=package.format,
-            size=package.size,
-            created_at=stamp,
-            fingerprint=fingerprint,
-            settings=RevisionSettings.of(spec),
-            image=draft.runtime_image(),
-        )
-
-    def _validated_package(self, model: MLModel) -> PackageStatus | _Pending:
-        """The package, validated now; _Pending when the store is unavailable.
+    def validate(self, model: MLModel) -> Validation:
+        """spec.source's package, validated now; Pending when the store is unavailable; Failure when refused.
 
         A package whose digest this model recorded before for the same URI is not hashed again. A store
         outage does not disturb a model whose package was already validated for this generation and URI:
@@ -329,14 +193,16 @@ class Reconciler:
             known.add(status.package.digest)
         started = time.monotonic()
         try:
-            checked = self.packages.check(spec.source, self._credentials(model), known)
+            checked = self.packages.check(spec.source, self._credentials(model), frozenset(known))
+        except plan.Refused as refused:
+            return Failure(refused.reason, refused.message)
         except InvalidUri as exc:
             self.metrics.validations.labels(result="InvalidSource").inc()
-            raise plan.Refused("InvalidSource", f"spec.source.uri: {exc}") from None
+            return Failure("InvalidSource", f"spec.source.uri: {exc}")
         except PackageError as error:
             self.metrics.validations.labels(result=error.reason).inc()
             if not error.temporary:
-                raise
+                return Failure(error.reason, error.message)
             stored = status.package
             if (
                 stored is not None
@@ -345,13 +211,13 @@ class Reconciler:
             ):
                 log.warning("%s: %s; keeping the package validated before", model.key, error.message)
                 return stored
-            return _Pending(error.message)
+            return Pending(error.message)
         finally:
             self.metrics.validation_seconds.observe(time.monotonic() - started)
         self.metrics.validations.labels(result="valid" if checked.hashed else "reused").inc()
         if failed_bounds := gates.evaluate(spec.quality_gate, checked.metrics):  # docs/quality.md
-            raise plan.Refused(gates.REASON, gates.message(failed_bounds))
-        return _package_status(spec.source.uri, checked)
+            return Failure(gates.REASON, gates.message(failed_bounds))
+        return PackageStatus(uri=spec.source.uri, digest=checked.digest, size=checked.size, format=checked.format)
 
     def _credentials(self, model: MLModel) -> Credentials | None:
         secret_name = model.spec.source.credentials_secret
@@ -367,41 +233,70 @@ class Reconciler:
             raise plan.Refused("CredentialsNotFound", f"{where} has no key {', '.join(missing)}")
         return Credentials(access_key=data[keys.access_key_id], secret_key=data[keys.secret_access_key])
 
-    def _apply(
-        self, model: MLModel, target: RevisionRecord, live: dict[str, Any] | None
-    ) -> tuple[dict[str, Any] | None, list[str]]:
-        """Render `target` (its own settings over the current spec) and apply what differs from the live objects."""
-        spec = target.settings.apply_to(model.spec)
-        pool = plan.resolve_pool(spec, self.config)
-        inp = RenderInput(
-            model=model.model_copy(update={"spec": spec}),
-            config=self.config,
-            package=target.package(),
-            pool=pool,
-            revision=target.revision,
-            image=target.image,
-        )
-        applied: list[str] = []
-        # The Deployment first: its pods take longest, the Service only routes to them.
-        deployment = render_deployment(inp)
-        action = plan.classify(live, deployment)
-        if action is not plan.Action.UNCHANGED:
-            live = self.kube.apply(deployment)
-            applied.append("Deployment")
-            log.info("%s: %s Deployment at revision %d", model.key, action.value, target.revision)
-        service = render_service(inp)
-        live_service = self.kube.get_service(model.metadata.namespace, model.metadata.name)
-        if plan.classify(live_service, service) is not plan.Action.UNCHANGED:
-            self.kube.apply(service)
-            applied.append("Service")
-        return live, applied
+    # -- act -------------------------------------------------------------------------------
 
-    @staticmethod
-    def _stalled(conditions: Any) -> Failure | None:
-        stalled = find(conditions, "Stalled")
-        if stalled is not None and stalled.status == "True":
-            return Failure(stalled.reason, stalled.message)
-        return None
+    def act(self, p: Plan) -> PassResult:
+        """Carry out the plan: write ahead, apply, write the status; count and log what happened."""
+        model = p.world.model
+        version = p.world.resource_version
+        if p.write_ahead is not None:
+            version = self._write(model, p.world.raw, p.write_ahead, version)
+            self._count(p)
+            self.faults.reached("failure-recorded")
+        applied = None
+        if p.deployment is not None:
+            applied = self.kube.apply(p.deployment)
+            action = plan.Action.CREATE if p.world.deployment is None else plan.Action.UPDATE
+            log.info("%s: %s Deployment at revision %s", model.key, action.value, p.deployment_revision)
+            self.faults.reached("applied")
+            if p.transition.rolled_back:
+                self.faults.reached("rolled-back")
+        if p.service is not None:
+            self.kube.apply(p.service)
+        final = p.settle(applied)
+        self._write(model, p.world.raw, final, version)
+        if p.write_ahead is None:
+            self._count(p)
+        serving = plan.serving_entry(final.status.history)
+        self.metrics.model_state(
+            model.metadata.namespace, model.metadata.name, [(c.type, c.status) for c in final.status.conditions],
+            (serving.revision, serving.digest) if serving is not None and final.status.revision is not None else None,
+        )
+        if p.pending is not None:
+            raise RetryLater(f"{model.key}: {p.pending}")
+        return PassResult(ready=ready(final.status), stalled=p.failure or stalled(final.status))
+
+    def _write(self, model: MLModel, raw: Mapping[str, Any], write: StatusWrite, version: str | None) -> str | None:
+        """Post the transition's events, then patch the status (resourceVersion-fenced); the new resourceVersion.
+
+        Events first, under names derived from the transition: a pass killed before the status write is
+        followed by one that posts the same names again (answered 409, nothing doubled), not by one that
+        finds the status already written and has nothing left to post."""
+        if not write.changed:
+            return version
+        now = self.clock()
+        for event in write.events:
+            self.kube.post_event(raw, event.type, event.reason, event.message, now, name=event.name)
+        if any(event.type == "Warning" for event in write.events):
+            self.faults.reached("warning-posted")
+        meta = model.metadata
+        version = self.kube.patch_model_status(meta.namespace, meta.name, status_body(write.status), version)
+        cond = next((c for c in write.status.conditions if c.type == "Ready"), None)
+        log.info("%s: %s %s", model.key, cond.reason if cond else "?", cond.message if cond else "")
+        return version
+
+    def _count(self, p: Plan) -> None:
+        counts, key = p.counts, p.world.model.key
+        if counts.rollout is not None:
+            self.metrics.rollouts.labels(result=counts.rollout).inc()
+        failed = p.transition.failed_now
+        if counts.rollback_reason is not None:
+            meta = p.world.model.metadata
+            self.metrics.rollbacks.labels(meta.namespace, meta.name, counts.rollback_reason).inc()
+        if failed is not None:
+            back = p.transition.target.revision if p.transition.rolled_back and p.transition.target else None
+            log.warning("%s: revision %d failed (%s: %s)%s", key, failed.revision, failed.reason, failed.message,
+                        f"; rolling back to revision {back}" if back is not None else "")
 
 
 def status_body(status: MLModelStatus) -> dict[str, Any]:
@@ -411,14 +306,3 @@ def status_body(status: MLModelStatus) -> dict[str, Any]:
     if status.rollout is not None:
         body["rollout"] = status.rollout.model_dump(mode="json", by_alias=True, exclude_none=True)
     return body
-
-
-@dataclass(frozen=True)
-class _Pending:
-    """Validation could not run (the object store is unavailable or throttling)."""
-
-    message: str
-
-
-def _package_status(uri: str, checked: CheckedPackage) -> PackageStatus:
-    return PackageStatus(uri=uri, digest=checked.digest, size=checked.size, format=checked.format)

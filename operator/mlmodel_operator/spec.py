@@ -8,6 +8,7 @@ are not re-checked here, since every object the operator reads has passed admiss
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
@@ -462,6 +463,11 @@ class HistoryEntry(RevisionRecord):
     outcome: Outcome = Field(description="Serving, Superseded, Failed or RolledBack.")
     reason: str | None = Field(default=None, description="Why (CamelCase), e.g. CrashLoop for a Failed revision.")
     message: str | None = Field(default=None, description="Human-readable detail.")
+
+
+def serving_entry(history: Iterable[HistoryEntry]) -> HistoryEntry | None:
+    """The revision that serves: the history's one entry with outcome Serving."""
+    return next((entry for entry in history if entry.outcome == "Serving"), None)
 
 
 class MLModelStatus(_Model):

@@ -1,4 +1,4 @@
-"""Revision transitions as a table (plan.decide, pure): first rollout; completion; a new revision; a crash loop
+"""Revision transitions as a table (plan.advance, pure): first rollout; completion; a new revision; a crash loop
 rolled back automatically (and the same decision after an operator restart, before or after the rollback was
 applied); the retry annotation; autoRollback off; a failed first revision (and Kubernetes completing it later);
 revision 3 after a failed 2; a revert of the spec during a rollout; spec.rollbackTo of an earlier revision
@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import pytest
-from mlmodel_operator.plan import Decision, Inputs, LiveTemplate, RevisionFailure, decide, trim
+from mlmodel_operator.plan import LiveTemplate, RevisionFailure, RevisionInputs, Transition, advance, trim
 from mlmodel_operator.spec import HistoryEntry, MLModelStatus, RevisionRecord
 
 from tests.operator.factories import history_entry, record
@@ -119,10 +119,10 @@ CASES = {
 }
 
 
-def _decide(case: Case) -> Decision:
+def _decide(case: Case) -> Transition:
     status = case.status or MLModelStatus(history=hist(case.history),
                                           rollout=record(case.rollout) if case.rollout else None)
-    return decide(Inputs(status=status, wanted=case.wanted, live=case.live, evidence=case.evidence,
+    return advance(RevisionInputs(status=status, wanted=case.wanted, live=case.live, evidence=case.evidence,
                          auto_rollback=case.auto_rollback, retry=case.retry, history_limit=case.limit, now=NOW))
 
 

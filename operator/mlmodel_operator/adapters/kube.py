@@ -160,15 +160,18 @@ class KubeApi:
         return str(_data(response)["metadata"]["resourceVersion"])
 
     def post_event(
-        self, involved: Mapping[str, Any], type_: str, reason: str, message: str, now: datetime
+        self, involved: Mapping[str, Any], type_: str, reason: str, message: str, now: datetime,
+        name: str | None = None,
     ) -> None:
-        """A core/v1 Event on the MLModel (what `kubectl describe` shows); best effort."""
+        """A core/v1 Event on the MLModel (what `kubectl describe` shows); best effort. With `name` it is
+        idempotent: an event of that name posted before (409 AlreadyExists) counts as posted."""
         meta = involved["metadata"]
         stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ")
+        naming = {"name": name} if name else {"generateName": f"{meta['name']}."}
         event: Any = {
             "apiVersion": "v1",
             "kind": "Event",
-            "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+            "metadata": {**naming, "namespace": meta["namespace"]},
             "involvedObject": {
                 "apiVersion": involved["apiVersion"],
                 "kind": involved["kind"],
@@ -191,4 +194,6 @@ class KubeApi:
             self.core.create_namespaced_event(meta["namespace"], event, _preload_content=False)
             self.metrics.writes.labels(resource="events", verb="create").inc()
         except ApiException as exc:
+            if name and exc.status == 409:
+                return  # posted before (a pass that stopped before its status write)
             log.warning("could not post event %s on %s/%s: %s", reason, meta["namespace"], meta["name"], exc.reason)

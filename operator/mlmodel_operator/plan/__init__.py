@@ -1,37 +1,41 @@
-"""Decisions before acting, as pure functions: placement and format, what to apply, revision numbers and
-transitions (history, rollout, rollback), and whether a revision being rolled out has failed."""
+"""Decisions before acting, as pure functions: placement and format, which objects differ from the live ones,
+revision numbers and transitions (history, rollout, rollback), whether a revision being rolled out has failed,
+and how long to wait before a retry."""
 
-from mlmodel_operator.plan.apply import Action, classify, retry_delay
+from mlmodel_operator.plan.backoff import retry_delay
+from mlmodel_operator.plan.changes import Action, classify
 from mlmodel_operator.plan.evidence import Limits, pod_failure, revision_failure
 from mlmodel_operator.plan.placement import Refused, resolve_format, resolve_pool
 from mlmodel_operator.plan.revisions import (
-    Decision,
-    Inputs,
     LiveTemplate,
     RevisionFailure,
-    decide,
+    RevisionInputs,
+    Transition,
+    advance,
     find_entry,
     live_template,
+    record_of,
     revision_number,
-    serving_entry,
     trim,
 )
 from mlmodel_operator.plan.scope import WatchScope
+from mlmodel_operator.spec import serving_entry
 
 __all__ = [
     "Action",
-    "Decision",
-    "Inputs",
     "Limits",
     "LiveTemplate",
     "Refused",
     "RevisionFailure",
+    "RevisionInputs",
+    "Transition",
     "WatchScope",
+    "advance",
     "classify",
-    "decide",
     "find_entry",
     "live_template",
     "pod_failure",
+    "record_of",
     "resolve_format",
     "resolve_pool",
     "retry_delay",

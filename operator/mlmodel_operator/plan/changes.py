@@ -1,4 +1,4 @@
-"""Whether an object needs applying, and how long to wait before retrying a pass (pure)."""
+"""Whether a rendered object differs from the live one, so that it needs applying (pure)."""
 
 from __future__ import annotations
 
@@ -31,7 +31,3 @@ def classify(live: Mapping[str, Any] | None, desired: Mapping[str, Any]) -> Acti
         return Action.UPDATE
     return Action.UNCHANGED
 
-
-def retry_delay(attempt: int, first: float, maximum: float) -> float:
-    """Exponential backoff: `first` seconds for attempt 0, doubled each time, capped at `maximum`."""
-    return float(min(maximum, first * 2 ** min(attempt, 30)))

@@ -1,7 +1,7 @@
 """Revisions: their numbers, the history and the transitions between them, as pure functions.
 
 A revision is a distinct pod template (package digest, format, runtime settings, resources, pool, pod
-metadata). `decide` takes what a pass found (the status so far, the revision the spec asks for, the live
+metadata). `advance` takes what a pass found (the status so far, the revision the spec asks for, the live
 Deployment's revision and whether its rollout is complete, evidence that it failed) and returns the new
 history, the revision being rolled out, and the one to render: the spec's, or, after a failure, the last
 one that served. Everything it needs lives in the status and the objects, so a restarted operator
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mlmodel_operator import names
-from mlmodel_operator.spec import HistoryEntry, MLModelStatus, Outcome, RevisionRecord
+from mlmodel_operator.spec import HistoryEntry, MLModelStatus, Outcome, RevisionRecord, serving_entry
 
 
 @dataclass(frozen=True)
@@ -72,10 +72,6 @@ def revision_number(fingerprint: str, live: LiveTemplate, status: MLModelStatus)
 
 def find_entry(history: Iterable[HistoryEntry], revision: int | None) -> HistoryEntry | None:
     return next((entry for entry in history if entry.revision == revision), None)
-
-
-def serving_entry(history: Iterable[HistoryEntry]) -> HistoryEntry | None:
-    return next((entry for entry in history if entry.outcome == "Serving"), None)
 
 
 def entry_of(
@@ -140,7 +136,7 @@ def trim(
 
 
 @dataclass(frozen=True)
-class Inputs:
+class RevisionInputs:
     """What one pass knows about the revisions."""
 
     status: MLModelStatus  # as stored: history, rollout, last retry
@@ -154,7 +150,9 @@ class Inputs:
 
 
 @dataclass(frozen=True)
-class Decision:
+class Transition:
+    """The revisions after this pass, and the one to render."""
+
     history: tuple[HistoryEntry, ...]
     rollout: RevisionRecord | None  # the revision being rolled out
     target: RevisionRecord | None  # the revision to render and apply; None: leave the Deployment alone
@@ -178,7 +176,7 @@ def _known(
     return find_entry(history, number)
 
 
-def decide(inp: Inputs) -> Decision:
+def advance(inp: RevisionInputs) -> Transition:
     """The next state of the revisions and the one to render (see the module's docstring)."""
     status, wanted, live = inp.status, inp.wanted, inp.live
     history = tuple(status.history)
@@ -243,7 +241,7 @@ def decide(inp: Inputs) -> Decision:
 
     history = trim(history, inp.history_limit, keep=[wanted.revision if wanted else None,
                                                      rollout.revision if rollout else None])
-    return Decision(
+    return Transition(
         history=history,
         rollout=rollout,
         target=target,

@@ -9,7 +9,7 @@ from mlmodel_operator.status.compute import (
     human_size,
 )
 from mlmodel_operator.status.conditions import Verdict, find, merge_conditions
-from mlmodel_operator.status.events import EventSpec, events_between
+from mlmodel_operator.status.events import EventSpec, event_name, events_between
 from mlmodel_operator.status.observation import Observation, PodProblem, observe, pod_problem
 
 __all__ = [
@@ -22,6 +22,7 @@ __all__ = [
     "Revisions",
     "Verdict",
     "compute_status",
+    "event_name",
     "events_between",
     "find",
     "human_size",

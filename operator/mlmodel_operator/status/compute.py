@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from mlmodel_operator import names
-from mlmodel_operator.spec import HistoryEntry, MLModelStatus, PackageStatus, RevisionRecord
+from mlmodel_operator.spec import HistoryEntry, MLModelStatus, PackageStatus, RevisionRecord, serving_entry
 from mlmodel_operator.status.conditions import Verdict, merge_conditions
 from mlmodel_operator.status.observation import Observation
 
@@ -40,7 +40,7 @@ class Failure:
 
 @dataclass(frozen=True)
 class Revisions:
-    """What the pass decided about revisions (plan.decide), as the status needs it."""
+    """What the pass decided about revisions (plan.advance), as the status needs it."""
 
     history: tuple[HistoryEntry, ...] = ()
     rollout: RevisionRecord | None = None  # the revision being rolled out
@@ -54,8 +54,9 @@ class Revisions:
     last_retry: str | None = None
 
     @property
-    def serving(self) -> int | None:
-        return next((e.revision for e in self.history if e.outcome == "Serving"), None)
+    def serving_revision(self) -> int | None:
+        serving = serving_entry(self.history)
+        return serving.revision if serving is not None else None
 
 
 @dataclass(frozen=True)
@@ -191,7 +192,7 @@ def _rolled_back_verdict(rev: Revisions) -> Verdict:
     if rev.rolled_back is None:
         return Verdict("False", "NotRolledBack")
     f = rev.rolled_back
-    message = f"revision {rev.failed_revision} failed: {f.message}; revision {rev.serving} serves"
+    message = f"revision {rev.failed_revision} failed: {f.message}; revision {rev.serving_revision} serves"
     return Verdict("True", f.reason, message)
 
 
@@ -218,7 +219,7 @@ def compute_status(previous: MLModelStatus, facts: PassFacts, now: str) -> MLMod
         availability=f"{obs.available}/{facts.desired_replicas}",
         selector=facts.selector,
         url=facts.url,
-        revision=rev.serving if obs.exists else None,
+        revision=rev.serving_revision if obs.exists else None,
         desired_revision=rev.desired if known else previous.desired_revision,
         package=facts.package if known and facts.package else previous.package,
         history=list(rev.history),

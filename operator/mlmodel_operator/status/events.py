@@ -1,12 +1,24 @@
-"""Kubernetes events worth posting when a pass changes the status (never on a steady model)."""
+"""Kubernetes events worth posting when a pass changes the status (never on a steady model), and their names.
+
+An event is posted *before* the status write that records its transition, under a name derived from the
+transition (the model's uid, the event's reason and the stored status it moves away from). A pass killed
+between the two, or whose status write is refused, is followed by a pass that finds the same stored status,
+derives the same names and posts nothing twice (the API server answers 409 AlreadyExists); once the status is
+written, the next transition starts from another stored status and gets new names.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 from typing import Literal
 
 from mlmodel_operator.spec import MLModelStatus
 from mlmodel_operator.status.conditions import find
+
+# Event names are DNS subdomains (at most 253 characters): the model's name, a dot and a 16-digit hash.
+MAX_NAME_PREFIX = 200
 
 
 @dataclass(frozen=True)
@@ -33,3 +45,22 @@ def events_between(before: MLModelStatus, after: MLModelStatus) -> list[EventSpe
     if new_ready and new_ready.status == "True" and (old_ready is None or old_ready.status != "True"):
         out.append(EventSpec("Normal", "Ready", new_ready.message))
     return out
+
+
+def transition_mark(before: MLModelStatus) -> str:
+    """What identifies the stored status a transition starts from, without what drifts while nothing happens
+    (replica counts, messages): each condition's status, reason and transition time, the revision being rolled
+    out and each revision's outcome. Every status write that posts an event changes one of these."""
+    mark = {
+        "conditions": [(c.type, c.status, c.reason, c.last_transition_time) for c in before.conditions],
+        "rollout": before.rollout.revision if before.rollout is not None else None,
+        "history": [(e.revision, e.outcome) for e in before.history],
+        "generation": before.observed_generation,
+    }
+    return json.dumps(mark, sort_keys=True, separators=(",", ":"))
+
+
+def event_name(model: str, uid: str, before: MLModelStatus, event: EventSpec) -> str:
+    """The event's deterministic name: the same transition from the same stored status gets the same name."""
+    key = "\n".join((uid, event.type, event.reason, transition_mark(before)))
+    return f"{model[:MAX_NAME_PREFIX]}.{hashlib.sha256(key.encode()).hexdigest()[:16]}"

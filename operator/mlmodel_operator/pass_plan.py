@@ -1,0 +1,323 @@
+"""One reconcile pass as data (pure): what the pass read (World), what it will do (Plan), nothing in between.
+
+`make_plan(world, validation, config, now)` takes the objects as read and the package's validation (the only
+I/O a decision needs besides the reads), and decides everything: the revision the spec asks for, the
+transition of the revisions (plan.advance), the objects to apply, the status to write ahead of them when a
+revision failed, the events of each status write and the metrics to count. `reconcile.Reconciler.act` then
+carries it out in order; the status after the apply is `Plan.settle(applied)`, a pure function of what the
+apply returned.
+
+The write-ahead: when a revision fails in this pass, its failure (history: Failed; Stalled: RolledBack) is
+written to status *before* the rollback changes the Deployment, so that an operator killed in between knows,
+when it starts again, that the revision failed and never retries it. Such a pass writes status twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any, Literal
+
+from mlmodel_operator import names, plan
+from mlmodel_operator.config import OperatorConfig
+from mlmodel_operator.render import RenderInput, render_deployment, render_service, template_fingerprint
+from mlmodel_operator.spec import MLModel, MLModelStatus, PackageStatus, RevisionRecord, RevisionSettings
+from mlmodel_operator.status import (
+    Failure,
+    Observation,
+    PassFacts,
+    Revisions,
+    compute_status,
+    event_name,
+    events_between,
+    find,
+    observe,
+)
+
+Object = Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class World:
+    """What one pass read: the MLModel as stored and the objects it owns, in one snapshot."""
+
+    raw: Object  # the MLModel as read (events name it as their involved object)
+    model: MLModel
+    deployment: Object | None = None
+    replicasets: Sequence[Object] = ()
+    pods: Sequence[Object] = ()
+    service: Object | None = None
+
+    @property
+    def retry_annotation(self) -> str | None:
+        value = ((self.raw.get("metadata") or {}).get("annotations") or {}).get(names.RETRY_ANNOTATION)
+        return value if isinstance(value, str) and value else None
+
+    @property
+    def resource_version(self) -> str | None:
+        return self.model.metadata.resource_version or None
+
+    def observation(self, deployment: Object | None) -> Observation:
+        return observe(deployment, self.replicasets, self.pods)
+
+
+@dataclass(frozen=True)
+class Pending:
+    """Validation could not run (the object store is unavailable or throttling): retry the pass later."""
+
+    message: str
+
+
+# The package of spec.source, as the pass found it: validated; not validated yet (Pending); refused
+# (Failure); None when the spec asks for no package (spec.rollbackTo renders a revision from history).
+Validation = PackageStatus | Pending | Failure | None
+
+
+@dataclass(frozen=True)
+class Event:
+    """An event to post, under its deterministic name (status.event_name)."""
+
+    name: str
+    type: Literal["Normal", "Warning"]
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class StatusWrite:
+    """A status to write over `before` (what is stored), and the events of that transition, posted first."""
+
+    before: MLModelStatus
+    status: MLModelStatus
+    events: tuple[Event, ...] = ()
+
+    @property
+    def changed(self) -> bool:
+        return self.status != self.before
+
+
+@dataclass(frozen=True)
+class Counts:
+    """What the pass adds to the operator's counters."""
+
+    rollout: Literal["succeeded", "failed", "rolled_back"] | None = None
+    rollback_reason: str | None = None  # a rollback, by the failed revision's reason
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What one pass does, in order: write ahead (a failed revision), apply, write the status."""
+
+    world: World
+    transition: plan.Transition
+    facts: PassFacts  # for the status: what the pass found and decided
+    stamp: str
+    write_ahead: StatusWrite | None = None  # before anything is applied; None when no revision failed now
+    deployment: Object | None = None  # to apply (it differs from the live one); None: leave it
+    service: Object | None = None  # to apply; None: leave it
+    failure: Failure | None = None  # the spec cannot be served as it is: nothing of it was applied
+    pending: str | None = None  # validation could not run: the pass is retried
+    counts: Counts = Counts()
+
+    @property
+    def deployment_revision(self) -> int | None:
+        """The revision of the Deployment this pass applies (the transition's target)."""
+        return self.transition.target.revision if self.deployment is not None and self.transition.target else None
+
+    @property
+    def stored_before_apply(self) -> MLModelStatus:
+        """The status stored once the write-ahead (if any) is written."""
+        return self.write_ahead.status if self.write_ahead is not None else self.world.model.status
+
+    def settle(self, applied: Object | None) -> StatusWrite:
+        """The status after the apply: from the Deployment the apply returned, else the one read."""
+        deployment = applied if applied is not None else self.world.deployment
+        facts = replace(self.facts, observation=self.world.observation(deployment))
+        return status_write(self.world, self.stored_before_apply, compute_status(self.stored_before_apply, facts,
+                                                                                 self.stamp))
+
+
+def make_plan(world: World, validation: Validation, config: OperatorConfig, now: datetime) -> Plan:
+    """The whole pass, decided (see the module's docstring)."""
+    model = world.model
+    previous = model.status
+    stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ")
+    observed = world.observation(world.deployment)
+    live = plan.live_template(world.deployment, observed.complete)
+
+    failure: Failure | None = validation if isinstance(validation, Failure) else None
+    pending = validation.message if isinstance(validation, Pending) else None
+    wanted: RevisionRecord | None = None
+    if failure is None and pending is None:
+        try:
+            wanted = wanted_revision(model, validation, live, config, stamp)  # type: ignore[arg-type]
+        except plan.Refused as refused:
+            failure = Failure(refused.reason, refused.message)
+
+    evidence = None
+    rollout = previous.rollout
+    if rollout is not None and rollout.revision == live.revision and not live.complete:
+        evidence = plan.revision_failure(world.deployment, world.pods, rollout.revision, now,
+                                         plan.Limits.of(config.failure_detection))
+    retry = world.retry_annotation
+    transition = plan.advance(
+        plan.RevisionInputs(
+            status=previous,
+            wanted=wanted,
+            live=live,
+            evidence=evidence,
+            auto_rollback=model.spec.rollout.auto_rollback,
+            retry=retry is not None and retry != previous.last_retry,
+            history_limit=model.spec.revision_history_limit,
+            now=stamp,
+        )
+    )
+    revisions = _revisions(model, wanted, transition, retry or previous.last_retry)
+    facts = PassFacts(
+        generation=model.metadata.generation,
+        desired_replicas=model.spec.replicas,
+        url=names.model_url(model.metadata.name, model.metadata.namespace, config.cluster_domain),
+        selector=names.selector_string(model.metadata.name),
+        observation=observed,
+        package=wanted.package() if wanted else None,
+        failure=failure,
+        pending=pending,
+        applied_revision=transition.target.revision if transition.target else None,
+        revisions=revisions,
+    )
+
+    write_ahead = None
+    if transition.failed_now is not None:
+        write_ahead = status_write(world, previous, compute_status(previous, facts, stamp))
+
+    deployment = service = None
+    if transition.target is not None:
+        try:
+            deployment, service = _render(model, transition.target, config)
+        except plan.Refused as refused:  # e.g. a history entry's node pool left the configuration
+            facts = replace(facts, failure=Failure(refused.reason, refused.message))
+    if deployment is not None and plan.classify(world.deployment, deployment) is plan.Action.UNCHANGED:
+        deployment = None
+    if service is not None and plan.classify(world.service, service) is plan.Action.UNCHANGED:
+        service = None
+
+    return Plan(
+        world=world,
+        transition=transition,
+        facts=facts,
+        stamp=stamp,
+        write_ahead=write_ahead,
+        deployment=deployment,
+        service=service,
+        failure=facts.failure,
+        pending=pending,
+        counts=_counts(transition, previous),
+    )
+
+
+def status_write(world: World, before: MLModelStatus, status: MLModelStatus) -> StatusWrite:
+    """`status` over `before`, with the events of the transition under their names (none when unchanged)."""
+    if status == before:
+        return StatusWrite(before, before)
+    meta = world.model.metadata
+    events = tuple(
+        Event(event_name(meta.name, meta.uid, before, spec), spec.type, spec.reason, spec.message)
+        for spec in events_between(before, status)
+    )
+    return StatusWrite(before, status, events)
+
+
+def wanted_revision(
+    model: MLModel, package: PackageStatus | None, live: plan.LiveTemplate, config: OperatorConfig, stamp: str
+) -> RevisionRecord:
+    """The revision the spec asks for: spec.rollbackTo's from history, else spec.source's validated package
+    rendered with the spec's settings (numbered by plan.revision_number). Raises plan.Refused."""
+    spec, status = model.spec, model.status
+    if spec.rollback_to is not None:
+        number = spec.rollback_to.revision
+        rollout = status.rollout if status.rollout and status.rollout.revision == number else None
+        pinned = rollout or plan.find_entry(status.history, number)
+        if pinned is None:
+            kept = ", ".join(str(e.revision) for e in status.history) or "none"
+            raise plan.Refused(
+                "RevisionNotInHistory",
+                f"spec.rollbackTo.revision {number} is not in status.history (kept: {kept}); "
+                "choose one of those or remove spec.rollbackTo",
+            )
+        return plan.record_of(pinned)
+    assert package is not None, "spec.source's package is validated unless spec.rollbackTo is set"
+    pool = plan.resolve_pool(spec, config)
+    fmt = plan.resolve_format(spec, package.format, config)
+    package = package.model_copy(update={"format": fmt})
+    draft = RenderInput(model=model, config=config, package=package, pool=pool, revision=0)
+    fingerprint = template_fingerprint(draft)
+    return RevisionRecord(
+        revision=plan.revision_number(fingerprint, live, status),
+        uri=package.uri,
+        digest=package.digest,
+        format=package.format,
+        size=package.size,
+        created_at=stamp,
+        fingerprint=fingerprint,
+        settings=RevisionSettings.of(spec),
+        image=draft.runtime_image(),
+    )
+
+
+def _render(model: MLModel, target: RevisionRecord, config: OperatorConfig) -> tuple[Object, Object]:
+    """`target`'s Deployment and Service: its own settings over the current spec. Raises plan.Refused."""
+    spec = target.settings.apply_to(model.spec)
+    inp = RenderInput(
+        model=model.model_copy(update={"spec": spec}),
+        config=config,
+        package=target.package(),
+        pool=plan.resolve_pool(spec, config),
+        revision=target.revision,
+        image=target.image,
+    )
+    return render_deployment(inp), render_service(inp)
+
+
+def _revisions(
+    model: MLModel, wanted: RevisionRecord | None, transition: plan.Transition, last_retry: str | None
+) -> Revisions:
+    blocked = transition.blocked
+    why = Failure(blocked.reason or "Failed", blocked.message or "") if blocked is not None else None
+    target = transition.target
+    return Revisions(
+        history=transition.history,
+        rollout=transition.rollout,
+        desired=wanted.revision if wanted else None,
+        failed_revision=blocked.revision if blocked else None,
+        rolled_back=why if transition.rolled_back else None,
+        failed=why if not transition.rolled_back else None,
+        auto_rollback=model.spec.rollout.auto_rollback,
+        in_rollout=transition.rollout is not None and target is not None
+        and transition.rollout.revision == target.revision,
+        pinned=model.spec.rollback_to is not None,
+        last_retry=last_retry,
+    )
+
+
+def _counts(transition: plan.Transition, previous: MLModelStatus) -> Counts:
+    failed = transition.failed_now
+    if failed is not None:
+        if transition.rolled_back:
+            return Counts("rolled_back", failed.reason or "")
+        return Counts("failed")
+    served = transition.served_now
+    if served is not None and previous.rollout is not None and previous.rollout.revision == served:
+        return Counts("succeeded")
+    return Counts()
+
+
+def stalled(status: MLModelStatus) -> Failure | None:
+    """The Stalled condition's reason and message, when it is True."""
+    cond = find(status.conditions, "Stalled")
+    return Failure(cond.reason, cond.message) if cond is not None and cond.status == "True" else None
+
+
+def ready(status: MLModelStatus) -> bool:
+    cond = find(status.conditions, "Ready")
+    return cond is not None and cond.status == "True"
