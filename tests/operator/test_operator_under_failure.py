@@ -225,7 +225,7 @@ def test_a_restart_logs_no_error_for_rolled_back_and_stalled_models(
     second = start_operator(tmp_path / "second", kubeconfig, s3_env, [namespace])
     try:
         # Both models resumed: one pass each at least, and a resync of each after that.
-        wait_for(lambda: second.metric("mlmodel_operator_reconciles_total") >= 4, 60, "the resumed passes")
+        wait_for(lambda: second.metric("mlmodel_operator_reconcile_total") >= 4, 60, "the resumed passes")
         log = second.log_file.read_text(errors="replace")
         errors = [line for line in log.splitlines() if " ERROR " in line or "Traceback" in line]
         assert errors == [], "\n".join(errors)
