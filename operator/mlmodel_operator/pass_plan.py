@@ -34,6 +34,7 @@ from mlmodel_operator.status import (
     find,
     observe,
 )
+from mlmodel_operator.workload import Limits
 
 Object = Mapping[str, Any]
 
@@ -159,7 +160,7 @@ def make_plan(world: World, validation: Validation, config: OperatorConfig, now:
     rollout = previous.rollout
     if rollout is not None and rollout.revision == live.revision and not live.complete:
         evidence = plan.revision_failure(world.deployment, world.pods, rollout.revision, now,
-                                         plan.Limits.of(config.failure_detection))
+                                         Limits.of(config.failure_detection))
     retry = world.retry_annotation
     transition = plan.advance(
         plan.RevisionInputs(

@@ -23,7 +23,7 @@ from typing import Any, Protocol, TypeVar
 from mlmodel_runtime.package import InvalidUri, PackageError
 
 from mlmodel_operator import gates, names, plan
-from mlmodel_operator.adapters import CheckedPackage, Credentials
+from mlmodel_operator.adapters import CheckedPackage, Credentials, StaleModel
 from mlmodel_operator.config import OperatorConfig
 from mlmodel_operator.faults import FaultInjector
 from mlmodel_operator.metrics import OperatorMetrics
@@ -34,6 +34,11 @@ from mlmodel_operator.status import Failure
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+# Passes in a row whose status write finds the MLModel changed since it was read, before StaleModel reaches the
+# handler (kopf writes its annotations on the MLModel between and after handlers; a handler that fails makes it
+# write more, and at once).
+STALE_ATTEMPTS = 3
 
 
 class RetryLater(Exception):
@@ -154,12 +159,21 @@ class Reconciler:
         self.metrics.forget(namespace, name)
 
     def _pass(self, namespace: str, name: str) -> PassResult | None:
-        world = self.read(namespace, name)
-        if world is None:
-            self.forget(namespace, name)
-            return None  # deleted: owner references let the garbage collector remove the rest
-        validation = None if world.model.spec.rollback_to is not None else self.validate(world.model)
-        return self.act(make_plan(world, validation, self.config, self.clock()))
+        for attempt in range(1, STALE_ATTEMPTS + 1):
+            world = self.read(namespace, name)
+            if world is None:
+                self.forget(namespace, name)
+                return None  # deleted: owner references let the garbage collector remove the rest
+            validation = None if world.model.spec.rollback_to is not None else self.validate(world.model)
+            try:
+                return self.act(make_plan(world, validation, self.config, self.clock()))
+            except StaleModel:
+                # Written since it was read (kopf's own annotations, most often): read again, decide again. What
+                # this attempt wrote is level-based, and its events come back under the same names.
+                if attempt == STALE_ATTEMPTS:
+                    raise
+                log.debug("%s/%s changed since it was read (attempt %d); reading it again", namespace, name, attempt)
+        raise AssertionError("unreachable")
 
     # -- read ------------------------------------------------------------------------------
 

@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 from mlmodel_operator import names
-from mlmodel_operator.plan import Limits, RevisionFailure, revision_failure
+from mlmodel_operator.plan import Limits, revision_failure
+from mlmodel_operator.workload import Problem
 
 NOW = datetime(2026, 11, 22, 10, 0, 0, tzinfo=UTC)
 LIMITS = Limits(crash_loop_restarts=3, never_ready_seconds=60, unschedulable_seconds=30, startup_grace_seconds=10,
@@ -97,7 +98,7 @@ def test_evidence(case: str) -> None:
     if reason is None:
         assert found is None
         return
-    assert isinstance(found, RevisionFailure)
+    assert isinstance(found, Problem)
     assert found.reason == reason
     assert fragment in found.message
     assert "m-2-abc" in found.message or reason == "ProgressDeadlineExceeded"

@@ -3,7 +3,7 @@ milliseconds: a first rollout and Ready; a steady model writes nothing; a crash-
 Failed in status *before* the rollback is applied (the write-ahead), rolled back, and never retried, also by an
 operator that starts again; without autoRollback it stays Failed; the retry annotation tries it once more; a bad
 package or an unreachable store leaves the serving Deployment alone; a status decided from an old read is
-refused (StaleModel) and the next pass decides again; the counters of a rollback."""
+refused (StaleModel) and decided again from a new read, up to a limit; the counters of a rollback."""
 
 from __future__ import annotations
 
@@ -209,20 +209,42 @@ def test_a_status_decided_from_an_old_read_is_refused_and_decided_again() -> Non
     _crash_looping_revision_2(world)
     op = world.reconciler()
     read = op.read
+    writers = ["another writer"]
 
     def read_then_another_writer(namespace: str, name: str) -> World | None:
         snapshot = read(namespace, name)
-        world.edit("m", annotations={"another-writer": "was-here"})  # between the pass's read and its write
+        if writers:  # between the pass's first read and its status write
+            world.edit("m", annotations={"written-by": writers.pop()})
+        return snapshot
+
+    op.read = read_then_another_writer  # type: ignore[method-assign]
+    before = len(world.kube.writes)
+    op.reconcile(NS, "m")
+    assert [str(w) for w in world.kube.writes[before:]] == [
+        "create events RolledBack",  # the first attempt's status write was refused: read again, decided again
+        "patch mlmodels/status m", "apply deployments m"]  # its event was not posted twice
+    assert world.history("m") == [(1, "Serving"), (2, "Failed")]
+    assert world.kube.event_reasons("Warning") == ["RolledBack"]
+
+
+def test_a_model_that_keeps_changing_is_left_to_the_next_pass() -> None:
+    world = Cluster()
+    _serving(world)
+    _crash_looping_revision_2(world)
+    op = world.reconciler()
+    read = op.read
+
+    def read_then_another_writer(namespace: str, name: str) -> World | None:
+        snapshot = read(namespace, name)
+        world.edit("m", annotations={"written-at": world.clock.stamp()})
+        world.clock.advance(1)
         return snapshot
 
     op.read = read_then_another_writer  # type: ignore[method-assign]
     with pytest.raises(StaleModel):
         op.reconcile(NS, "m")
-    assert world.history("m") == [(1, "Serving")]  # nothing written from the old read
-    op.read = read  # type: ignore[method-assign]
-    op.reconcile(NS, "m")
-    assert world.history("m") == [(1, "Serving"), (2, "Failed")]
-    assert world.kube.event_reasons("Warning") == ["RolledBack"]  # posted before the refused write, once
+    assert world.history("m") == [(1, "Serving")]  # nothing written from an old read
+    assert world.revision("m") == 2  # nor applied
 
 
 def test_a_rollback_is_counted() -> None:

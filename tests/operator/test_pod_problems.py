@@ -6,7 +6,13 @@ from __future__ import annotations
 from typing import Any
 
 from mlmodel_operator import names
-from mlmodel_operator.status import observe, pod_problem
+from mlmodel_operator.status import observe
+from mlmodel_operator.workload import Pod, Problem
+from mlmodel_operator.workload import pod_problem as diagnose
+
+
+def pod_problem(raw: dict[str, Any]) -> Problem | None:
+    return diagnose(Pod.of(raw))
 
 
 def _pod(name: str, revision: int, status: dict[str, Any]) -> dict[str, Any]:
@@ -60,7 +66,7 @@ def test_healthy_pod_has_no_problem() -> None:
 def test_only_the_current_revision_counts() -> None:
     pods = [_pod("old", 1, _crashing(1)), _pod("new", 2, UNSCHEDULABLE)]
     obs = observe(_deployment(2, replicas=2), [], pods)
-    assert [p.pod for p in obs.problems] == ["new"]
+    assert [p.message.split(":")[0] for p in obs.problems] == ["pod new"]
     obs_old_only = observe(_deployment(2), [], [_pod("old", 1, _crashing(1))])
     assert obs_old_only.problems == ()
 

@@ -11,13 +11,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import pytest
-from mlmodel_operator.plan import LiveTemplate, RevisionFailure, RevisionInputs, Transition, advance, trim
+from mlmodel_operator.plan import LiveTemplate, RevisionInputs, Transition, advance, trim
 from mlmodel_operator.spec import HistoryEntry, MLModelStatus, RevisionRecord
+from mlmodel_operator.workload import Problem
 
 from tests.operator.factories import history_entry, record
 
 NOW = "2026-11-22T11:00:00Z"
-CRASH = RevisionFailure("CrashLoop", "pod m-2: container runtime restarted 3 times, last exit code 1 (Error)")
+CRASH = Problem("CrashLoop", "pod m-2: container runtime restarted 3 times, last exit code 1 (Error)")
 CODES = {"S": "Serving", "U": "Superseded", "F": "Failed", "R": "RolledBack"}
 
 
@@ -46,7 +47,7 @@ class Case:
     rollout: int | None = None
     wanted: RevisionRecord | None = None
     live: LiveTemplate = field(default_factory=LiveTemplate)
-    evidence: RevisionFailure | None = None
+    evidence: Problem | None = None
     auto_rollback: bool = True
     retry: bool = False
     limit: int = 10

@@ -15,12 +15,12 @@ from mlmodel_operator.status import (
     Failure,
     Observation,
     PassFacts,
-    PodProblem,
     Revisions,
     compute_status,
     events_between,
     find,
 )
+from mlmodel_operator.workload import Problem
 
 from tests.operator.factories import history_entry, package, record
 
@@ -102,7 +102,7 @@ def test_rollout_in_progress_then_waiting_for_model() -> None:
     assert rolling.desired_revision == 2
     assert rolling.rollout == record(2)
     # A pod of the new revision crash-looping, still within its threshold: progress, with the problem named.
-    crashing = PodProblem("CrashLoopBackOff", "m-2-abc", "container runtime CrashLoopBackOff")
+    crashing = Problem("CrashLoopBackOff", "pod m-2-abc: container runtime CrashLoopBackOff")
     waiting = compute_status(rolling, _facts(observation=_obs(ready=0, available=0, revision=2, minimum_available=False,
                                                                problems=(crashing,)),
                                              applied_revision=2, revisions=_rolling(2)), T1)
@@ -159,7 +159,7 @@ def test_pending_validation_is_reconciling() -> None:
 
 
 def test_unschedulable_pods_of_the_serving_revision_stall_with_the_scheduler_message() -> None:
-    problem = PodProblem("Unschedulable", "m-abc", "0/3 nodes are available: 2 Insufficient nvidia.com/gpu.")
+    problem = Problem("Unschedulable", "pod m-abc: 0/3 nodes are available: 2 Insufficient nvidia.com/gpu.")
     status = compute_status(MLModelStatus(), _facts(observation=_obs(available=0, ready=0, minimum_available=False,
                                                                      problems=(problem,))), T0)
     stalled = find(status.conditions, "Stalled")

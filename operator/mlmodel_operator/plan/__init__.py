@@ -4,11 +4,10 @@ and how long to wait before a retry."""
 
 from mlmodel_operator.plan.backoff import retry_delay
 from mlmodel_operator.plan.changes import Action, classify
-from mlmodel_operator.plan.evidence import Limits, pod_failure, revision_failure
+from mlmodel_operator.plan.evidence import revision_failure
 from mlmodel_operator.plan.placement import Refused, resolve_format, resolve_pool
 from mlmodel_operator.plan.revisions import (
     LiveTemplate,
-    RevisionFailure,
     RevisionInputs,
     Transition,
     advance,
@@ -20,13 +19,13 @@ from mlmodel_operator.plan.revisions import (
 )
 from mlmodel_operator.plan.scope import WatchScope
 from mlmodel_operator.spec import serving_entry
+from mlmodel_operator.workload import Limits
 
 __all__ = [
     "Action",
     "Limits",
     "LiveTemplate",
     "Refused",
-    "RevisionFailure",
     "RevisionInputs",
     "Transition",
     "WatchScope",
@@ -34,7 +33,6 @@ __all__ = [
     "classify",
     "find_entry",
     "live_template",
-    "pod_failure",
     "record_of",
     "resolve_format",
     "resolve_pool",

@@ -14,16 +14,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from mlmodel_operator import names
 from mlmodel_operator.spec import HistoryEntry, MLModelStatus, Outcome, RevisionRecord, serving_entry
-
-
-@dataclass(frozen=True)
-class RevisionFailure:
-    """Why a revision failed: a CamelCase reason (CrashLoop, NeverReady, ...) and a message."""
-
-    reason: str
-    message: str
+from mlmodel_operator.workload import Deployment, Problem
 
 
 @dataclass(frozen=True)
@@ -36,12 +28,10 @@ class LiveTemplate:
 
 
 def live_template(deployment: Mapping[str, Any] | None, complete: bool) -> LiveTemplate:
-    template = ((deployment or {}).get("spec") or {}).get("template") or {}
-    meta = template.get("metadata") or {}
-    fingerprint = (meta.get("annotations") or {}).get(names.FINGERPRINT_ANNOTATION)
-    revision = (meta.get("labels") or {}).get(names.REVISION_LABEL)
-    number = int(revision) if isinstance(revision, str) and revision.isdigit() else None
-    return LiveTemplate(number, fingerprint if isinstance(fingerprint, str) else None, complete)
+    if deployment is None:
+        return LiveTemplate(complete=complete)
+    view = Deployment.of(deployment)
+    return LiveTemplate(view.revision, view.fingerprint, complete)
 
 
 # -- numbers --------------------------------------------------------------------------------------
@@ -142,7 +132,7 @@ class RevisionInputs:
     status: MLModelStatus  # as stored: history, rollout, last retry
     wanted: RevisionRecord | None  # the revision the spec asks for; None when it cannot be known (bad package)
     live: LiveTemplate
-    evidence: RevisionFailure | None  # the rolling-out revision's failure, seen on its pods or Deployment
+    evidence: Problem | None  # the rolling-out revision's failure, seen on its pods or Deployment
     auto_rollback: bool
     retry: bool  # a new value of the retry annotation
     history_limit: int

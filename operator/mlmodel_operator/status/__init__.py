@@ -10,7 +10,7 @@ from mlmodel_operator.status.compute import (
 )
 from mlmodel_operator.status.conditions import Verdict, find, merge_conditions
 from mlmodel_operator.status.events import EventSpec, event_name, events_between
-from mlmodel_operator.status.observation import Observation, PodProblem, observe, pod_problem
+from mlmodel_operator.status.observation import Observation, observe
 
 __all__ = [
     "PACKAGE_REASONS",
@@ -18,7 +18,6 @@ __all__ = [
     "Failure",
     "Observation",
     "PassFacts",
-    "PodProblem",
     "Revisions",
     "Verdict",
     "compute_status",
@@ -28,5 +27,4 @@ __all__ = [
     "human_size",
     "merge_conditions",
     "observe",
-    "pod_problem",
 ]

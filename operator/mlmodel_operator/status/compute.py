@@ -165,7 +165,7 @@ def _progress(facts: PassFacts) -> tuple[Verdict, Verdict, Verdict]:
         elif obs.problems:
             problem = obs.problems[0]
             more = f" (and {len(obs.problems) - 1} more pods)" if len(obs.problems) > 1 else ""
-            detail = f"revision {revision}: pod {problem.pod}: {problem.message}{more}"
+            detail = f"revision {revision}: {problem.message}{more}"
             stalled = Verdict("True", problem.reason, detail)
     if stalled is not None:
         return Verdict("False", stalled.reason, stalled.message), Verdict("False", "Stalled"), stalled
@@ -184,7 +184,7 @@ def _progress(facts: PassFacts) -> tuple[Verdict, Verdict, Verdict]:
         msg = f"revision {revision}: {obs.ready}/{obs.desired} replicas have the model loaded and ready"
     if obs.problems:
         problem = obs.problems[0]
-        msg += f"; pod {problem.pod}: {problem.message}"
+        msg += f"; {problem.message}"
     return Verdict("False", reason, msg), Verdict("True", reason, msg), Verdict("False", "Progressing")
 
 
