@@ -135,11 +135,17 @@ def pack_command(
         typer.Option(help="OUTPUT=ABS,REL: how far OUTPUT may be from the examples' values "
                      "(|got - expected| <= ABS + REL * |expected|); OUTPUT 'default' for every other output"),
     ] = None,
+    baseline: Annotated[
+        Path | None,
+        typer.Option(help="training rows (.csv with a header, .npy, .npz, .parquet) for the drift baseline: "
+                     "stored as baseline.json with the model's outputs on them (docs/quality.md)"),
+    ] = None,
+    baseline_bins: Annotated[int, typer.Option(min=2, max=100, help="quantile bins per column")] = 10,
     output: OutputOpt = Output.TEXT,
 ) -> None:
     """Write metadata.json (where missing) and deployment_manifest.json for DIRECTORY."""
     with _failures(output):
-        quality = _quality_inputs(examples, tolerance or [])
+        quality = _quality_inputs(examples, tolerance or [], baseline, baseline_bins)
         result = pack(directory, name=name, version=version, format=format, archive=archive, quality=quality)
     if output is Output.JSON:
         _emit_json({"ok": True, **result.summary()})
@@ -153,7 +159,8 @@ def pack_command(
         out.print(f"  archive {result.archive}")
 
 
-def _quality_inputs(examples: Path | None, tolerances: list[str]) -> QualityInputs:
+def _quality_inputs(examples: Path | None, tolerances: list[str], baseline: Path | None = None,
+                    bins: int = 10) -> QualityInputs:
     parsed: dict[str, tuple[float, float]] = {}
     for item in tolerances:
         output, _, values = item.partition("=")
@@ -167,7 +174,8 @@ def _quality_inputs(examples: Path | None, tolerances: list[str]) -> QualityInpu
     if parsed and examples is None:
         raise UsageError("--tolerance applies to --examples: give the examples file too")
     default = parsed.pop("default", None)
-    return QualityInputs(examples=examples, tolerances=parsed, default_tolerance=default)
+    return QualityInputs(examples=examples, tolerances=parsed, default_tolerance=default, baseline=baseline,
+                         bins=bins)
 
 
 @app.command("verify")

@@ -92,6 +92,27 @@ class RuntimeMetrics:
             registry=registry,
         )
 
+        # Drift against the package's baseline (mlmodel_runtime.quality.drift; docs/quality.md).
+        self.feature_drift = Gauge(
+            f"{PREFIX}_feature_drift",
+            "Drift score of an input feature's live window against the package's baseline "
+            "(score: psi, ks or js); NaN until the window holds enough rows.",
+            (*_LABELS, "feature", "score"),
+            registry=registry,
+        )
+        self.prediction_drift = Gauge(
+            f"{PREFIX}_prediction_drift",
+            "Drift score of an output column's live window against the package's baseline (score: psi, ks or js).",
+            (*_LABELS, "output", "score"),
+            registry=registry,
+        )
+        self.drift_window_rows = Gauge(
+            f"{PREFIX}_drift_window_rows",
+            "Rows in the sampled window the drift scores are computed from.",
+            _LABELS,
+            registry=registry,
+        )
+
     def for_model(self, model: str, revision: str) -> ModelMetrics:
         return ModelMetrics(self, model, revision)
 

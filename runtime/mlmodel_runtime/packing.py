@@ -216,12 +216,13 @@ def write_archive(directory: Path, manifest: Manifest, kind: ArchiveKind) -> Pat
     return target
 
 
-def write_quality_files(directory: Path, metadata: Metadata, examples: QualityInputs) -> None:
-    """examples.json (and the drift baseline) from the files given, checked against the signature.
+def write_quality_files(directory: Path, metadata: Metadata, entrypoint: str, examples: QualityInputs) -> list[str]:
+    """examples.json and baseline.json from the files given, checked against the signature; returns warnings.
 
     Imports numpy: only called when one was given. Raises PackError with the reason a file is refused.
     """
     from mlmodel_runtime.backends.loading import signature_of
+    from mlmodel_runtime.quality import baseline as bl
     from mlmodel_runtime.quality import examples as ex
 
     signature = signature_of(metadata)
@@ -235,6 +236,20 @@ def write_quality_files(directory: Path, metadata: Metadata, examples: QualityIn
         except ex.ExamplesInvalid as exc:
             raise PackError(f"--examples {examples.examples}: {exc}") from None
         (directory / ex.EXAMPLES_FILE).write_bytes(ex.to_json_bytes(found))
+    if examples.baseline is None:
+        return []
+    from mlmodel_runtime.backends import load_backend
+    from mlmodel_runtime.backends.errors import ModelLoadError
+
+    try:
+        backend = load_backend(metadata.format.value, directory / entrypoint, signature)
+        computed, warnings = bl.compute_baseline(Path(examples.baseline), signature, backend, examples.bins)
+    except bl.BaselineInvalid as exc:
+        raise PackError(f"--baseline {examples.baseline}: {exc}") from None
+    except ModelLoadError as exc:
+        raise PackError(f"--baseline {examples.baseline}: the model's outputs cannot be computed: {exc}") from None
+    (directory / bl.BASELINE_FILE).write_bytes(computed.to_json_bytes())
+    return list(warnings)
 
 
 @dataclass(frozen=True)
@@ -245,10 +260,13 @@ class QualityInputs:
     tolerances: dict[str, tuple[float, float]] = field(default_factory=dict)
     """Per output: (abs, rel)."""
     default_tolerance: tuple[float, float] | None = None
+    baseline: Path | str | None = None
+    """Rows from the training data (CSV, .npy, .npz, Parquet) for the drift baseline."""
+    bins: int = 10
 
     @property
     def given(self) -> bool:
-        return self.examples is not None
+        return self.examples is not None or self.baseline is not None
 
 
 def pack(
@@ -273,8 +291,9 @@ def pack(
     metadata, entrypoint, changed = prepare_metadata(directory, name, version, fmt)
     if changed:
         (directory / METADATA_FILE).write_bytes(metadata.to_json_bytes())
+    quality_warnings: list[str] = []
     if quality is not None and quality.given:
-        write_quality_files(directory, metadata, quality)
+        quality_warnings = write_quality_files(directory, metadata, entrypoint, quality)
     manifest = build_manifest(directory, entrypoint)
     manifest_bytes = manifest.to_json_bytes()
     (directory / MANIFEST_FILE).write_bytes(manifest_bytes)
@@ -284,7 +303,7 @@ def pack(
         manifest=manifest,
         metadata=metadata,
         digest=package_digest(manifest_bytes),
-        warnings=optional_file_warnings({e.path for e in manifest.files}),
+        warnings=(*optional_file_warnings({e.path for e in manifest.files}), *quality_warnings),
         metadata_written=changed,
         archive=archive_path,
     )

@@ -111,6 +111,18 @@ class ServeSettings(FetchSettings):
     graceful_shutdown_s: float = Field(default=25.0, gt=0)
     """How long in-flight requests may take to finish after SIGTERM (inside the pod's 30 s grace)."""
 
+    drift: bool = True
+    """Score drift against the package's baseline.json, when it has one (docs/quality.md)."""
+
+    drift_window_rows: int = Field(default=2000, ge=10)
+    """Drift: the sliding window of sampled rows the scores are computed from."""
+
+    drift_sample_rate: float = Field(default=1.0, gt=0, le=1)
+    """Drift: the share of requests whose rows enter the window."""
+
+    drift_interval_s: float = Field(default=10.0, gt=0)
+    """Drift: how often the scores are recomputed (off the request path)."""
+
     @property
     def batching(self) -> bool:
         return self.max_batch_size > 1

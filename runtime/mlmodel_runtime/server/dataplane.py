@@ -12,7 +12,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 from concurrent.futures import Future
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mlmodel_runtime.backends.loading import LoadedModel
 from mlmodel_runtime.batching import Batcher, QueueFullError
@@ -21,6 +21,9 @@ from mlmodel_runtime.server.admission import Reservation
 from mlmodel_runtime.server.codec import EncodedResponse, decode_request, encode_response, request_bytes
 from mlmodel_runtime.server.errors import ModelNotFound, ModelNotReady, QueueFull
 from mlmodel_runtime.server.wire import quote
+
+if TYPE_CHECKING:
+    from mlmodel_runtime.quality.drift import DriftMonitor
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +61,7 @@ class DataPlane:
         self._batcher: Batcher | None = None
         self._draining = False
         self.failure: BaseException | None = None
+        self.drift: DriftMonitor | None = None  # set by the loader before the model is attached
         self._server_metadata = {"name": SERVER_NAME, "version": _version(), "extensions": list(EXTENSIONS)}
 
     # ---- lifecycle
@@ -113,6 +117,8 @@ class DataPlane:
         """After the last request: end the inference worker."""
         if self._batcher is not None:
             self._batcher.stop()
+        if self.drift is not None:
+            self.drift.stop()
 
     # ---- health and metadata
 
@@ -176,6 +182,8 @@ class DataPlane:
         except QueueFullError:
             raise self._busy(batcher) from None
         outputs = await future
+        if self.drift is not None:
+            self.drift.observe(request.inputs, outputs)
         response = encode_response(
             self.model_name,
             model.version,

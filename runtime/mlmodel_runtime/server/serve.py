@@ -40,6 +40,8 @@ from mlmodel_runtime.settings import ServeSettings
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
+    from mlmodel_runtime.quality.drift import DriftMonitor
+
 log = logging.getLogger(__name__)
 
 
@@ -59,7 +61,9 @@ def start_loading(load: Callable[[], LoadedModel]) -> Future[LoadedModel]:
     return future
 
 
-def model_loader(settings: ServeSettings, metrics_start: float) -> Callable[[], LoadedModel]:
+def model_loader(
+    settings: ServeSettings, metrics_start: float, on_loaded: Callable[[Path, LoadedModel], None] | None = None
+) -> Callable[[], LoadedModel]:
     def load() -> LoadedModel:
         package = fetch(settings)
         assert package.path is not None
@@ -75,6 +79,8 @@ def model_loader(settings: ServeSettings, metrics_start: float) -> Callable[[], 
             warmup_rows=warmup_rows,
         )
         run_package_examples(Path(package.path), model)
+        if on_loaded is not None:
+            on_loaded(Path(package.path), model)
         # the gauge reports download + verify + load + warm-up, from process start
         return LoadedModel(
             model.name,
@@ -101,6 +107,32 @@ def run_package_examples(model_dir: Path, model: LoadedModel) -> None:
     log.info("examples passed", extra={"examples": passed, "examples_s": round(time.perf_counter() - started, 3)})
 
 
+def start_drift(
+    model_dir: Path, model: LoadedModel, settings: ServeSettings, metrics: RuntimeMetrics
+) -> DriftMonitor | None:
+    """The drift monitor of the package's baseline.json, started; None without one (or with drift off)."""
+    from mlmodel_runtime.package import MetadataInvalid
+    from mlmodel_runtime.quality.baseline import BASELINE_FILE, parse_baseline
+    from mlmodel_runtime.quality.drift import DriftMonitor
+
+    path = model_dir / BASELINE_FILE
+    if not settings.drift or not path.is_file():
+        return None
+    try:
+        baseline = parse_baseline(path.read_bytes())
+    except ValueError as exc:
+        raise MetadataInvalid(str(exc)) from None
+    monitor = DriftMonitor(
+        baseline, metrics, settings.model_name, settings.model_revision,
+        window_rows=settings.drift_window_rows, sample_rate=settings.drift_sample_rate,
+        interval_s=settings.drift_interval_s,
+    )
+    monitor.start()
+    log.info("drift scoring", extra={"features": len(baseline.features), "outputs": len(baseline.outputs),
+                                      "window_rows": settings.drift_window_rows})
+    return monitor
+
+
 def freeze_heap() -> None:
     """Keep the garbage collector off the objects that live as long as the process.
 
@@ -117,7 +149,8 @@ def serve(settings: ServeSettings) -> int:
     """Serve until SIGTERM; returns the process exit code."""
     started = time.monotonic()
     registry = CollectorRegistry()
-    metrics = RuntimeMetrics(registry).for_model(settings.model_name, settings.model_revision)
+    families = RuntimeMetrics(registry)
+    metrics = families.for_model(settings.model_name, settings.model_revision)
     data_plane = DataPlane(
         settings.model_name,
         metrics,
@@ -126,7 +159,10 @@ def serve(settings: ServeSettings) -> int:
         max_queue_size=settings.max_queue_size,
     )
     # The download starts before FastAPI and uvicorn are even imported (~0.4 s of start-up).
-    loading = start_loading(model_loader(settings, started))
+    def watch_drift(model_dir: Path, model: LoadedModel) -> None:
+        data_plane.drift = start_drift(model_dir, model, settings, families)
+
+    loading = start_loading(model_loader(settings, started, watch_drift))
     from mlmodel_runtime.server.app import create_app
     from mlmodel_runtime.server.listener import DrainingServer, listener_config
 
