@@ -1,6 +1,7 @@
 """The chart's PrometheusRule passes `promtool check rules`, and `promtool test rules` shows each alert firing
 when it should and not before: a model not Ready for 10 minutes, a stalled model, a rollback, a 5xx rate
-over the threshold, a p99 latency over the threshold."""
+over the threshold, a p99 latency over the threshold; feature and prediction drift (PSI over the threshold for
+its duration) on the drifted series only."""
 
 from __future__ import annotations
 
@@ -119,6 +120,60 @@ def test_rules_pass_promtool_check(render: Callable[..., list[dict[str, Any]]], 
 def test_alerts_fire_when_they_should(render: Callable[..., list[dict[str, Any]]], tmp_path: Path) -> None:
     (tmp_path / "rules.yaml").write_text(yaml.safe_dump(_rules(render)))
     (tmp_path / "tests.yaml").write_text(TESTS)
+    res = subprocess.run([str(PROMTOOL), "test", "rules", "tests.yaml"], capture_output=True, text=True,
+                         timeout=60, cwd=tmp_path)
+    assert res.returncode == 0, res.stdout + res.stderr
+
+
+DRIFT_TESTS = """
+rule_files: [rules.yaml]
+evaluation_interval: 1m
+tests:
+  - interval: 1m
+    input_series:
+      # Series as the runtime exports them: "score" shifted (PSI 0.4), "amount" stable, "age" NaN (window too
+      # small), and the prediction's PSI crossing at minute 11 (so firing 30 minutes later).
+      - series: 'mlmodel_runtime_feature_drift{namespace="risk",model="fraud",feature="score",score="psi"}'
+        values: '0.4x40'
+      - series: 'mlmodel_runtime_feature_drift{namespace="risk",model="fraud",feature="score",score="ks"}'
+        values: '0.4x40'
+      - series: 'mlmodel_runtime_feature_drift{namespace="risk",model="fraud",feature="amount",score="psi"}'
+        values: '0.05x40'
+      - series: 'mlmodel_runtime_feature_drift{namespace="risk",model="fraud",feature="age",score="psi"}'
+        values: 'NANS'
+      - series: 'mlmodel_runtime_prediction_drift{namespace="risk",model="fraud",output="output[0]",score="psi"}'
+        values: '0.05x10 0.3x35'
+    alert_rule_test:
+      - {eval_time: 29m, alertname: MLModelFeatureDrift, exp_alerts: []}
+      - eval_time: 31m
+        alertname: MLModelFeatureDrift
+        exp_alerts:
+          - exp_labels: {severity: warning, namespace: risk, model: fraud, feature: score}
+            exp_annotations:
+              summary: "Model risk/fraud: input feature score drifted from its baseline (PSI 0.40)"
+              description: "FEATURE_DESCRIPTION"
+      - {eval_time: 40m, alertname: MLModelPredictionDrift, exp_alerts: []}
+      - eval_time: 42m
+        alertname: MLModelPredictionDrift
+        exp_alerts:
+          - exp_labels: {severity: warning, namespace: risk, model: fraud, output: "output[0]"}
+            exp_annotations:
+              summary: "Model risk/fraud: output output[0] drifted from its baseline (PSI 0.30)"
+              description: "PSI above 0.2 for 30m: the model's predictions are distributed unlike on its training data."
+""".replace("NANS", " ".join(["NaN"] * 35)).replace(
+    "FEATURE_DESCRIPTION",
+    "PSI above 0.2 for 30m: live data differs from the training data; see the dashboard's drift panels and "
+    "docs/quality.md.",
+)
+
+
+def test_drift_alerts_fire_on_the_drifted_series_only(
+    render: Callable[..., list[dict[str, Any]]], tmp_path: Path
+) -> None:
+    """Feature drift fires for the shifted feature once its PSI has stayed over driftPsiThreshold for driftFor,
+    never for a stable feature or one whose score is NaN (too few rows); prediction drift the same per output."""
+    (tmp_path / "rules.yaml").write_text(yaml.safe_dump(_rules(render)))
+    (tmp_path / "tests.yaml").write_text(DRIFT_TESTS)
     res = subprocess.run([str(PROMTOOL), "test", "rules", "tests.yaml"], capture_output=True, text=True,
                          timeout=60, cwd=tmp_path)
     assert res.returncode == 0, res.stdout + res.stderr
