@@ -13,8 +13,9 @@ import signal
 import socket
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
+from typing import NoReturn
 
 import kopf
 from kopf._core.engines.peering import Identity  # kopf.operator's type for it, not re-exported
@@ -117,7 +118,8 @@ def main(argv: list[str] | None = None) -> int:
             renew_deadline=le.renew_deadline_seconds,
             retry_period=le.retry_period_seconds,
         )
-    kube = KubeApi(api_client, config.field_manager, metrics, fence=_fence(elector), instance=identity)
+    fence = elector.fence(_exit_lost_lease) if elector else None
+    kube = KubeApi(api_client, config.field_manager, metrics, fence=fence, instance=identity)
     packages = PackageValidator(config, faults=faults)
     metrics.watch_digest_cache(lambda: (packages.cache.hits, packages.cache.misses))
     reconciler = Reconciler(config, kube, packages, metrics, faults=faults)
@@ -154,20 +156,13 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _fence(elector: LeaseElector | None) -> Callable[[], None] | None:
-    """Before every write: a replica that cannot prove it still holds the Lease ends at once, without writing
-    (the new leader may already be writing; exiting, not raising, so that kopf's own bookkeeping writes after a
+def _exit_lost_lease() -> NoReturn:
+    """Before a write, this replica could not prove it still holds the Lease: end at once, without writing (the
+    new leader may already be writing; exiting, not raising, so that kopf's own bookkeeping writes after a
     failed handler never happen either)."""
-    if elector is None:
-        return None
-
-    def check() -> None:
-        if not elector.holds():
-            log.error("cannot prove this replica still holds the lease: exiting before the write")
-            logging.shutdown()
-            os._exit(EXIT_LOST_LEASE)
-
-    return check
+    log.error("cannot prove this replica still holds the lease: exiting before the write")
+    logging.shutdown()
+    os._exit(EXIT_LOST_LEASE)
 
 
 def _stop_standby(signum: int, frame: object) -> None:

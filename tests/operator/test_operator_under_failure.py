@@ -18,12 +18,17 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 from urllib.parse import urlparse
 
 import pytest
 import yaml
+from mlmodel_operator.adapters import KubeApi
+from mlmodel_operator.adapters.lease import LeaseElector
+from mlmodel_operator.metrics import OperatorMetrics
+from prometheus_client import CollectorRegistry
 
 from tests.operator.cluster import (
     OperatorProcess,
@@ -132,45 +137,93 @@ def test_a_paused_leader_writes_nothing_after_the_takeover(
     create_store_secret(kubectl, namespace, s3_env)
     packages = Packages(s3, bucket, tmp_path / "packages")
     packages.folder.mkdir()
-    kubectl.apply(mlmodel("m", packages.onnx("m/1", seed=1), nodePool="cpu"), namespace)
-    first = wait_condition(kubectl, namespace, "m", "Ready", reason="Serving", timeout=90)
+    store = urlparse(s3_env["AWS_ENDPOINT_URL"])
     a_user = f"system:serviceaccount:{namespace}:replica-a"
-    events_before = _events_by(kubectl, namespace, "a")
-    assert events_before, "the leader posted the model's events, under its own identity"
+    with DelayProxy(store.hostname or "127.0.0.1", store.port or 80, delay=1.0) as slow_store:
+        body = yaml.safe_load(mlmodel("m", packages.onnx("m/1", seed=1), nodePool="cpu"))
+        body["spec"]["source"]["endpoint"] = slow_store.url
+        kubectl.apply(yaml.safe_dump(body), namespace)
+        first = wait_condition(kubectl, namespace, "m", "Ready", reason="Serving", timeout=120)
+        assert _events_by(kubectl, namespace, "a"), "the leader posted the model's events, under its own identity"
 
-    # The leader freezes past its Lease; meanwhile work arrives that it would act on when it wakes.
-    mark = audit_log.mark()
-    a.proc.send_signal(signal.SIGSTOP)
-    kubectl.run("patch", "mlmodel", "m", "-n", namespace, "--type=merge",
-                "-p", json.dumps({"spec": {"source": {"uri": packages.onnx("m/2", seed=2)}}}))
-    kubectl.apply(mlmodel("other", packages.onnx("other/1", seed=3), nodePool="cpu"), namespace)
-    kubectl.apply(mlmodel("bad", packages.onnx("bad/1", seed=4), nodePool="cpu", podMetadata=CRASHLOOP), namespace)
-    wait_for(lambda: _holder(kubectl, namespace) == "b", 30, "b to take over the Lease")
+        # A new revision; the leader freezes in the middle of validating it (a store request in flight), and
+        # stays frozen past its Lease while more work arrives that it would act on when it wakes.
+        kubectl.run("patch", "mlmodel", "m", "-n", namespace, "--type=merge",
+                    "-p", json.dumps({"spec": {"source": {"uri": packages.onnx("m/2", seed=2)}}}))
+        wait_for(lambda: any("/m/2/" in line for line in slow_store.held), 60,
+                 "the leader's pass to be reading revision 2's package")
+        a.proc.send_signal(signal.SIGSTOP)
+        paused = audit_log.mark()  # nothing a writes from here on can be before the takeover
+        events_before = _events_by(kubectl, namespace, "a")
+        kubectl.apply(mlmodel("other", packages.onnx("other/1", seed=3), nodePool="cpu"), namespace)
+        kubectl.apply(mlmodel("bad", packages.onnx("bad/1", seed=4), nodePool="cpu", podMetadata=CRASHLOOP),
+                      namespace)
+        wait_for(lambda: _holder(kubectl, namespace) == "b", 30, "b to take over the Lease")
 
-    def new_revision_serving() -> dict[str, Any] | None:
-        obj = wait_condition(kubectl, namespace, "m", "Ready", reason="Serving", timeout=60)
-        return obj if obj["status"]["package"]["digest"] != first["status"]["package"]["digest"] else None
+        def new_revision_serving() -> dict[str, Any] | None:
+            obj = wait_condition(kubectl, namespace, "m", "Ready", reason="Serving", timeout=60)
+            return obj if obj["status"]["package"]["digest"] != first["status"]["package"]["digest"] else None
 
-    wait_for(new_revision_serving, 90, "b to finish the rollout of m's revision 2")
-    wait_condition(kubectl, namespace, "other", "Ready", reason="Serving", timeout=90)
-    wait_condition(kubectl, namespace, "bad", "Stalled", timeout=90)
+        wait_for(new_revision_serving, 120, "b to finish the rollout of m's revision 2")
+        wait_condition(kubectl, namespace, "other", "Ready", reason="Serving", timeout=90)
+        wait_condition(kubectl, namespace, "bad", "Stalled", timeout=90)
 
-    # It wakes with queued watch events, timers due and a lease thread far past its deadline.
-    a.proc.send_signal(signal.SIGCONT)
-    wait_for(lambda: a.proc.poll() is not None, 30, "the resumed replica to exit")
-    assert a.proc.returncode == EXIT_LOST_LEASE, a.log_tail()
-    # b keeps serving: one more spec change is picked up by it alone.
-    kubectl.run("patch", "mlmodel", "other", "-n", namespace, "--type=merge",
-                "-p", json.dumps({"spec": {"replicas": 2}}))
-    wait_for(lambda: get_model(kubectl, namespace, "other")["status"].get("observedGeneration") == 2, 60,
-             "b to observe the new generation of other")
+        # It wakes with a pass half done, queued watch events, timers due and a lease thread past its deadline.
+        a.proc.send_signal(signal.SIGCONT)
+        wait_for(lambda: a.proc.poll() is not None, 30, "the resumed replica to exit")
+        assert a.proc.returncode == EXIT_LOST_LEASE, a.log_tail()
+        # b goes on serving: one more spec change is picked up by it alone.
+        kubectl.run("patch", "mlmodel", "other", "-n", namespace, "--type=merge",
+                    "-p", json.dumps({"spec": {"replicas": 2}}))
+        wait_for(lambda: get_model(kubectl, namespace, "other")["status"].get("observedGeneration") == 2, 60,
+                 "b to observe the new generation of other")
 
-    writes = audit_log.writes(since=mark, namespace=namespace)
+    writes = audit_log.writes(since=paused, namespace=namespace)
     by_a = [str(w) for w in writes if w.user == a_user]
+    print(f"\nwrites by the paused leader after the takeover: {len(by_a)}; by the new leader: "
+          f"{sum(w.user.endswith(':replica-b') for w in writes)}")
     assert by_a == [], "the paused leader wrote after it lost the Lease:\n" + "\n".join(by_a)
     assert any(w.user.endswith(":replica-b") for w in writes), "the new leader's writes are in the log"
     assert _events_by(kubectl, namespace, "a") == events_before, "the paused leader posted events after waking"
     assert b.metric("mlmodel_operator_leader") == 1
+
+
+class LeaseLost(Exception):
+    pass
+
+
+def test_the_fence_refuses_every_write_once_the_own_clock_is_past_the_renew_deadline(
+    crd: None, kube_api: Any, kubectl: Kubectl, namespace: str
+) -> None:
+    """The deterministic half of the paused-leader test: whether the renewer thread has noticed or not (after
+    a pause it may be the last thread to run), a write checks the replica's own monotonic clock first."""
+    now = [1000.0]
+    elector = LeaseElector(kube_api, name="fenced", namespace=namespace, identity="a", lease_duration=3,
+                           renew_deadline=2, retry_period=0.2, clock=lambda: now[0])
+    elector.acquire()
+
+    def lost() -> NoReturn:
+        raise LeaseLost
+
+    kube = KubeApi(kube_api, "fence-test", OperatorMetrics(CollectorRegistry()), fence=elector.fence(lost))
+    kubectl.apply(mlmodel("m", "s3://bucket/m/", secret=None), namespace)
+    model = get_model(kubectl, namespace, "m")
+    kube.patch_model_status(namespace, "m", {"revision": 1})
+    now[0] += 2.5  # frozen past the renew deadline: the renewer never ran in between
+    with pytest.raises(LeaseLost):
+        kube.patch_model_status(namespace, "m", {"revision": 2})
+    with pytest.raises(LeaseLost):
+        kube.post_event(model, "Normal", "Test", "never posted", datetime.now(UTC))
+    with pytest.raises(LeaseLost):
+        kube.apply({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "m", "namespace": namespace},
+                    "spec": {"ports": [{"port": 80}]}})
+    assert get_model(kubectl, namespace, "m")["status"]["revision"] == 1
+    assert kubectl.run("get", "service", "m", "-n", namespace, check=False).returncode != 0
+    assert not [e for e in kubectl.json("get", "events", "-n", namespace)["items"] if e["reason"] == "Test"]
+    # Renewed again (nobody took the Lease meanwhile): it may write again.
+    assert elector.try_acquire_or_renew()
+    kube.patch_model_status(namespace, "m", {"revision": 3})
+    assert get_model(kubectl, namespace, "m")["status"]["revision"] == 3
 
 
 def _delete_and_time(kubectl: Kubectl, namespace: str, name: str) -> float:
@@ -188,7 +241,7 @@ def test_deleting_a_model_during_its_timer_pass_releases_the_finalizer_promptly(
     namespace = model_namespace
     store = urlparse(s3_env["AWS_ENDPOINT_URL"])
     times = []
-    with DelayProxy(store.hostname or "127.0.0.1", store.port or 80, delay=2.0) as slow_store:
+    with DelayProxy(store.hostname or "127.0.0.1", store.port or 80, delay=0.5) as slow_store:
         for i in range(3):
             body = yaml.safe_load(mlmodel(f"m{i}", packages.onnx(f"m{i}/1", seed=i), nodePool="cpu"))
             body["spec"]["source"]["endpoint"] = slow_store.url

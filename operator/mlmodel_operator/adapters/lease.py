@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NoReturn
 
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
@@ -43,10 +43,12 @@ class LeaseElector:
         lease_duration: float,
         renew_deadline: float,
         retry_period: float,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.api = client.CoordinationV1Api(api_client)
         self.name, self.namespace, self.identity = name, namespace, identity
         self.lease_duration, self.renew_deadline, self.retry_period = lease_duration, renew_deadline, retry_period
+        self.clock = clock  # monotonic seconds; injected by tests to stand for a pause
         self._observed: Observed | None = None
         self._stop = threading.Event()
         # Monotonic time at which the last successful acquire/renew request was sent (-inf: never).
@@ -56,7 +58,17 @@ class LeaseElector:
 
     def holds(self) -> bool:
         """Can this replica still prove it holds the Lease? (thread-safe: one float read)"""
-        return not lost(self._renewed_at, time.monotonic(), self.renew_deadline)
+        return not lost(self._renewed_at, self.clock(), self.renew_deadline)
+
+    def fence(self, on_lost: Callable[[], NoReturn]) -> Callable[[], None]:
+        """The check to run before every write: `on_lost` (which must not return: exit the process) when this
+        replica can no longer prove it holds the Lease."""
+
+        def check() -> None:
+            if not self.holds():
+                on_lost()
+
+        return check
 
     def _read(self) -> tuple[LeaseView | None, dict[str, Any] | None]:
         try:
@@ -79,9 +91,9 @@ class LeaseElector:
 
     def try_acquire_or_renew(self) -> bool:
         """One attempt; True when this replica holds the Lease afterwards."""
-        sent = time.monotonic()  # the lease is ours from no earlier than this, whatever the reply's delay
+        sent = self.clock()  # the lease is ours from no earlier than this, whatever the reply's delay
         view, raw = self._read()
-        now = time.monotonic()
+        now = self.clock()
         self._observed = observe(view, self._observed, now)
         decision = decide(view, self.identity, self._observed, now)
         if decision is Decision.WAIT:
