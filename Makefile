@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 CLUSTER := $(PY) -m hack.localcluster
 PYTEST_ARGS ?=
 
-.PHONY: help venv tools binaries cluster-up cluster-down cluster-status test lint crds operator demo bench clean images
+.PHONY: help venv tools binaries cluster-up cluster-down cluster-status test unit lint crds operator demo bench clean images
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -49,6 +49,12 @@ test: venv tools binaries ## run the whole test suite against the local cluster 
 	@running=$$($(CLUSTER) status | grep -c ': running' || true); \
 	$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ "$$running" = "0" ]; then $(CLUSTER) down >/dev/null; fi; exit $$rc
+
+# The fast tiers: pure functions (tables, golden files) and the operator's Reconciler against a fake API
+# (tests/operator/fakeapi.py); nothing that needs the cluster, the object store or seconds per test.
+UNIT_TESTS := tests/operator tests/package
+unit: venv ## the fast tiers only (pure + fake API), in seconds; no cluster needed
+	$(PY) -m pytest -q -m "not cluster and not objectstore and not slow" $(UNIT_TESTS) $(PYTEST_ARGS)
 
 lint: venv ## ruff, mypy, import-linter contracts, hadolint
 	$(VENV)/bin/ruff check .

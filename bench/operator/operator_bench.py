@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import os
 import secrets
-import socket
 import statistics
 import subprocess
 import sys
@@ -46,6 +45,7 @@ from mlmodel_operator.spec import GROUP, PLURAL, VERSION, MLModel, PackageStatus
 
 from hack.localcluster.layout import Layout, read_env_file  # noqa: E402
 from tests.support.packages import build_package, make_onnx_mlp, upload_dir  # noqa: E402
+from tests.support.ports import free_port  # noqa: E402
 
 # Small requests, so that hundreds of replicas fit on the simulated nodes.
 REQUESTS = {"cpu": "10m", "memory": "16Mi"}
@@ -54,12 +54,6 @@ POOLS = ("cpu", "gpu-a100")  # alternate: room for 110 pods per node
 
 def log(msg: str) -> None:
     print(f"[bench] {msg}", file=sys.stderr, flush=True)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def percentile(values: list[float], p: float) -> float:

@@ -20,21 +20,13 @@ from tests.chart.conftest import Helm
 from tests.operator.cluster import OperatorProcess, Packages, create_store_secret, mlmodel, wait_condition
 from tests.operator.conftest import FAILURE_DETECTION, REPO, crd
 from tests.support.kube import Kubectl
+from tests.support.ports import free_port
 from tests.support.tokens import token_kubeconfig
 from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.cluster, pytest.mark.objectstore, pytest.mark.slow]
 __all__ = ["crd"]
 CHART = "charts/mlmodel-operator"
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
 
 
 @pytest.fixture
@@ -60,7 +52,7 @@ def operator_as_sa(
     configmap = kubectl.json("get", "configmap", f"{sa}-config", "-n", namespace)
     config: dict[str, Any] = yaml.safe_load(configmap["data"]["config.yaml"])
     assert config["leaderElection"]["leaseNamespace"] == namespace
-    metrics_port, health_port = _free_port(), _free_port()
+    metrics_port, health_port = free_port(), free_port()
     config |= {
         "objectStore": {"endpoint": s3_env["AWS_ENDPOINT_URL"], "region": s3_env["AWS_REGION"]},
         "resync": {"intervalSeconds": 2.0, "retryDelaySeconds": 1.0},

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +18,7 @@ import pytest
 import yaml
 
 from tests.support.packages import corrupt_file, make_onnx_mlp, upload_dir
+from tests.support.ports import free_port
 
 pytestmark = pytest.mark.objectstore
 
@@ -97,13 +97,6 @@ def test_an_archive_is_pushed_as_one_object(env: dict[str, str], s3: Any, bucket
     assert pushed["mlmodel"]["spec"]["source"]["uri"] == f"s3://{bucket}/archives/fraud.tar.gz"
     verified = json.loads(ok(mlmodel(env, "verify", f"s3://{bucket}/archives/fraud.tar.gz", "-o", "json")).stdout)
     assert verified["digest"] == archive["digest"]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -23,18 +22,13 @@ import yaml
 from tests.operator.cluster import OperatorProcess, Packages, create_store_secret
 from tests.operator.factories import LOCAL_CONFIG
 from tests.support.kube import Kubectl
+from tests.support.ports import free_port
 from tests.support.waiting import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 CRD = REPO / "crds" / "serving.mlmodel.io_mlmodels.yaml"
 RESYNC_SECONDS = 2.0
 SESSION_PREFIX = f"mlop-{secrets.token_hex(3)}"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="session")
@@ -56,7 +50,7 @@ def start_operator(
     """Start `python -m mlmodel_operator` for `namespaces` (globs allowed) and wait for its liveness probe;
     `config_overrides` replace top-level keys of its configuration file."""
     folder.mkdir(parents=True, exist_ok=True)
-    metrics_port, health_port = _free_port(), _free_port()
+    metrics_port, health_port = free_port(), free_port()
     config: dict[str, Any] = {
         **LOCAL_CONFIG,
         "objectStore": {"endpoint": s3_env["AWS_ENDPOINT_URL"], "region": s3_env["AWS_REGION"]},

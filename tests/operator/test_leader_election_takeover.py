@@ -29,6 +29,7 @@ from tests.operator.cluster import (
 from tests.operator.conftest import REPO, crd
 from tests.operator.factories import LOCAL_CONFIG
 from tests.support.kube import Kubectl
+from tests.support.ports import free_port
 from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.cluster, pytest.mark.objectstore, pytest.mark.slow]
@@ -39,14 +40,6 @@ LEASE: dict[str, Any] = {"enabled": True, "leaseName": "mlmodel-operator-ha", "l
 WRITES = "mlmodel_operator_api_writes_total"
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def replicas(
     crd: None, kubeconfig: Path, kubectl: Kubectl, namespace: str, s3_env: dict[str, str], tmp_path: Path
@@ -54,7 +47,7 @@ def replicas(
     started: dict[str, OperatorProcess] = {}
 
     def start(identity: str) -> OperatorProcess:
-        metrics_port, health_port = _free_port(), _free_port()
+        metrics_port, health_port = free_port(), free_port()
         config: dict[str, Any] = {
             **LOCAL_CONFIG,
             "objectStore": {"endpoint": s3_env["AWS_ENDPOINT_URL"], "region": s3_env["AWS_REGION"]},

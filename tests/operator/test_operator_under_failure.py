@@ -43,6 +43,7 @@ from tests.operator.factories import LOCAL_CONFIG
 from tests.support.audit import AuditLog
 from tests.support.delayproxy import DelayProxy
 from tests.support.kube import Kubectl
+from tests.support.ports import free_port
 from tests.support.tokens import token_kubeconfig
 from tests.support.waiting import wait_for
 
@@ -53,15 +54,6 @@ LEASE: dict[str, Any] = {"enabled": True, "leaseName": "mlmodel-operator-fence",
                          "renewDeadlineSeconds": 2, "retryPeriodSeconds": 0.5}
 EXIT_LOST_LEASE = 3  # mlmodel_operator.__main__.EXIT_LOST_LEASE
 CRASHLOOP = {"labels": {"mlmodel.io/simulate": "crashloop"}}
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
 
 
 def _holder(kubectl: Kubectl, namespace: str) -> str | None:
@@ -88,7 +80,7 @@ def replicas(
         kubectl.run("create", "rolebinding", account, "--clusterrole=cluster-admin",
                     f"--serviceaccount={namespace}:{account}", "-n", namespace)
         token = kubectl.run("create", "token", account, "-n", namespace, "--duration=1h").stdout.strip()
-        metrics_port, health_port = _free_port(), _free_port()
+        metrics_port, health_port = free_port(), free_port()
         config: dict[str, Any] = {
             **LOCAL_CONFIG,
             "objectStore": {"endpoint": s3_env["AWS_ENDPOINT_URL"], "region": s3_env["AWS_REGION"]},

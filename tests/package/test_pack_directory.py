@@ -98,6 +98,7 @@ def test_no_model_file_is_package_not_found(tmp_path: Path) -> None:
     assert sorted(p.name for p in (tmp_path / "empty").iterdir()) == ["README.md"]
 
 
+@pytest.mark.slow  # exports a torch program: torch's first import and export take seconds
 def test_several_model_files_need_a_choice(model_dir: Path) -> None:
     make_onnx_mlp(model_dir / "other.onnx")
     make_torch_export_mlp(model_dir / "model.pt2")

@@ -13,8 +13,9 @@ from typing import Any
 import pytest
 
 from tests.runtime.conftest import Serve, mlp_package
-from tests.runtime.process import free_port, log_lines, run_fetch
+from tests.runtime.process import log_lines, run_fetch
 from tests.support.packages import corrupt_file, truncate_file, upload_dir, upload_file
+from tests.support.ports import free_port
 
 pytestmark = pytest.mark.objectstore
 
