@@ -1,5 +1,8 @@
 """A real local Kubernetes control plane with simulated GPU nodes and one real node, and an S3 object store.
 
+Beside them, for autoscaling: a Prometheus scraping the runtime pods on the real node (prometheus.py) and KEDA's
+operator and metrics API server (keda.py), both against this cluster's apiserver.
+
 The real node (node.py) runs where it can (Linux, root); elsewhere the cluster has kwok's nodes only and
 `status().node_unavailable` says why. With it, the apiserver and the object store listen on the bridge's gateway
 address, where pods reach them; without it, on 127.0.0.1.
@@ -18,7 +21,8 @@ from pathlib import Path
 
 import yaml
 
-from . import network, procs
+from . import keda, network, procs
+from . import prometheus as prom
 from .kube import GPU_NODES, ControlPlane
 from .layout import Layout, read_env_file
 from .node import NAME as NODE_NAME
@@ -29,10 +33,11 @@ from .objectstore import ObjectStore
 from .procs import ClusterError
 from .tools import control_plane_binaries, link_tools
 
-__all__ = ["REAL_POOL", "REAL_TOLERATION", "ClusterError", "Layout", "Status", "down", "local_operator_config",
-           "status", "up"]
+__all__ = ["ALL_COMPONENTS", "REAL_POOL", "REAL_TOLERATION", "ClusterError", "Layout", "Status", "down",
+           "local_operator_config", "status", "up"]
 
-COMPONENTS = ("cluster", "objectstore")
+COMPONENTS = ("cluster", "objectstore", "prometheus")  # `make cluster-up`
+ALL_COMPONENTS = (*COMPONENTS, "keda")
 
 
 @dataclass
@@ -41,6 +46,8 @@ class Status:
     objectstore: bool
     node: bool = False  # the real node runs (containerd, kubelet, kube-proxy healthy)
     node_unavailable: str | None = None  # why this machine runs kwok's nodes only
+    prometheus: bool = False  # scrapes the runtime pods, discovering them through the running cluster
+    keda: bool = False  # KEDA's operator runs and its metrics API server is Available through the apiserver
 
 
 def _log(msg: str) -> None:
@@ -60,8 +67,11 @@ def status(layout: Layout | None = None) -> Status:
     node_procs, node_state = procs.load(layout.node_state)
     node_ok = (unavailable is None and bool(node_procs) and all(procs.alive(p) for p in node_procs)
                and RealNode(layout, layout.bin).healthy(node_state))
+    server = str(cluster_state.get("server", ""))
+    prom_ok = cluster_ok and prom.running(layout, server)
+    keda_ok = cluster_ok and keda.running(layout, ControlPlane(layout, layout.bin).kubectl)
     return Status(cluster=cluster_ok and (node_ok or unavailable is not None), objectstore=store_ok,
-                  node=node_ok, node_unavailable=unavailable)
+                  node=node_ok, node_unavailable=unavailable, prometheus=prom_ok, keda=keda_ok)
 
 
 def _unavailable(layout: Layout) -> str | None:
@@ -120,6 +130,7 @@ def _start_missing(components: tuple[str, ...], layout: Layout, now: Status) -> 
         plane_ok = bool(plane_procs) and all(procs.alive(p) for p in plane_procs)
         if plane_ok and ControlPlane(layout, binaries).healthy(plane_state) and _plane_host_ok(layout, plane_state):
             _start_node(layout, binaries, str(plane_state["server"]))  # only the node is missing
+            _start_addons(components, layout, now, host)
             return
         _clean(layout, "cluster")
         t = time.monotonic()
@@ -134,6 +145,37 @@ def _start_missing(components: tuple[str, ...], layout: Layout, now: Status) -> 
         procs.save(layout.cluster_state, started, state)
         _log(f"cluster ready at {state['server']} in {time.monotonic() - t:.1f}s (kwok nodes Ready)")
         _start_node(layout, binaries, str(state["server"]))
+    _start_addons(components, layout, now, host)
+
+
+def _start_addons(components: tuple[str, ...], layout: Layout, now: Status, host: str) -> None:
+    """Prometheus and KEDA, on the cluster now running (they need its apiserver)."""
+    wanted = [c for c in ("prometheus", "keda") if c in components and not getattr(now, c)]
+    if not wanted:
+        return
+    plane_procs, plane_state = procs.load(layout.cluster_state)
+    plane = ControlPlane(layout, layout.bin)
+    if not (plane_procs and all(procs.alive(p) for p in plane_procs) and plane.healthy(plane_state)):
+        raise ClusterError(f"{' and '.join(wanted)} need the cluster: start it too (`make cluster-up`)")
+    server = str(plane_state["server"])
+    if "prometheus" in wanted and not prom.running(layout, server):
+        _clean(layout, "prometheus")
+        t = time.monotonic()
+        _log("starting Prometheus (scraping the runtime pods on the real node)")
+        started, state = prom.Prometheus(layout, host).start(server)
+        procs.save(prom.state_file(layout), started, state)
+        _log(f"Prometheus ready at {state['url']} in {time.monotonic() - t:.1f}s")
+    if "keda" in wanted and not keda.running(layout, plane.kubectl):
+        _clean(layout, "keda")
+        updated = plane.ensure_aggregation(plane_procs, plane_state)
+        if updated is not plane_procs:
+            _log("kube-apiserver restarted with the aggregation layer's flags (for KEDA's metrics API server)")
+            procs.save(layout.cluster_state, updated, plane_state)
+        t = time.monotonic()
+        _log("starting KEDA (operator, metrics API server)")
+        started, state = keda.Keda(layout, plane.kubectl, host).start()
+        procs.save(keda.state_file(layout), started, state)
+        _log(f"KEDA ready in {time.monotonic() - t:.1f}s ({keda.API_SERVICE} Available)")
 
 
 def _plane_host_ok(layout: Layout, state: dict[str, object]) -> bool:
@@ -192,7 +234,12 @@ def _clean(layout: Layout, component: str) -> None:
     """Stop what the state file names, then anything else still running from this folder. The real node goes
     with the cluster; the bridge goes when neither the cluster nor the object store is left on it."""
     if component == "cluster":
+        _clean(layout, "keda")
+        _clean(layout, "prometheus")
         _clean(layout, "node")
+    if component in ("prometheus", "keda"):
+        _clean_addon(layout, component)
+        return
     if component == "node":
         if _unavailable(layout) is not None and not layout.node_state.exists():
             return  # never ran here (and the machine's iptables may be another cluster's)
@@ -204,6 +251,24 @@ def _clean(layout: Layout, component: str) -> None:
         layout.node_state.unlink(missing_ok=True)
         return
     _clean_component(layout, component)
+
+
+def _clean_addon(layout: Layout, component: str) -> None:
+    state_file = prom.state_file(layout) if component == "prometheus" else keda.state_file(layout)
+    recorded, _ = procs.load(state_file)
+    live = [p for p in recorded if procs.alive(p)]
+    if live:
+        _log(f"stopping {component}: " + ", ".join(f"{p.name} (pid {p.pid})" for p in live))
+    if component == "keda" and live:
+        plane_procs, plane_state = procs.load(layout.cluster_state)
+        plane = ControlPlane(layout, layout.bin)
+        if plane_procs and plane.healthy(plane_state):
+            keda.unregister(plane.kubectl)
+    if component == "prometheus":
+        prom.Prometheus(layout, "").clean(recorded)
+    else:
+        keda.Keda(layout, None, "").clean(recorded)
+    state_file.unlink(missing_ok=True)
 
 
 def _release_network_if_unused(layout: Layout) -> None:

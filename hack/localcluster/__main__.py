@@ -1,17 +1,18 @@
-"""`python -m hack.localcluster up|down|status [--only cluster|objectstore]`."""
+"""`python -m hack.localcluster up|down|status [--only cluster|objectstore|prometheus|keda]`."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-from . import COMPONENTS, ClusterError, Layout, down, status, up
+from . import ALL_COMPONENTS, COMPONENTS, ClusterError, Layout, down, prometheus, status, up
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m hack.localcluster", description=__doc__)
     parser.add_argument("command", choices=["up", "down", "status"])
-    parser.add_argument("--only", choices=COMPONENTS, help="just the cluster or just the object store")
+    parser.add_argument("--only", choices=ALL_COMPONENTS,
+                        help="just this component (prometheus and keda need the cluster)")
     args = parser.parse_args(argv)
     components = (args.only,) if args.only else COMPONENTS
     layout = Layout.default()
@@ -38,6 +39,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[localcluster] real node: {'running' if st.node else 'stopped'}")
     print(f"[localcluster] object store: {'running' if st.objectstore else 'stopped'}"
           f"{f' (credentials in {layout.objectstore_env})' if st.objectstore else ''}")
+    print(f"[localcluster] prometheus: {'running' if st.prometheus else 'stopped'}"
+          f"{f' ({prom_url})' if st.prometheus and (prom_url := prometheus.url(layout)) else ''}")
+    print(f"[localcluster] keda: {'running' if st.keda else 'stopped'}")
     return 0 if args.command == "status" or all(getattr(st, c) for c in components) else 1
 
 

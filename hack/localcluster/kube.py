@@ -129,6 +129,7 @@ class ControlPlane:
     def start(self) -> tuple[list[Proc], dict[str, object]]:
         c, b = self.layout.cluster, self.bin
         pki.ensure(self.layout.pki)
+        pki.ensure_front_proxy(self.layout.pki)
         ports: set[int] = set()
         etcd_client, etcd_peer = procs.free_port(ports), procs.free_port(ports)
         api, cm, sched, kwok = (procs.free_port(ports) for _ in range(4))
@@ -177,7 +178,7 @@ class ControlPlane:
                 # Writes to MLModels, Deployments and Services, one JSON line each, synchronously.
                 f"--audit-policy-file={AUDIT_POLICY}", f"--audit-log-path={self.layout.audit_log}",
                 "--audit-log-mode=blocking", "--audit-log-maxsize=200", "--audit-log-maxbackup=1",
-                "--v=1",
+                *aggregation_flags(p), "--v=1",
             ], self.logs / "kube-apiserver.log")
             started.append(apiserver)
             procs.wait_until(lambda: self._etcd_ok(etcd_client), 30, "etcd health", [etcd])
@@ -219,7 +220,36 @@ class ControlPlane:
             procs.stop(started)
             raise
 
+    def ensure_aggregation(self, recorded: list[Proc], state: dict[str, object]) -> list[Proc]:
+        """A control plane started before the apiserver had the aggregation layer's flags gets a new apiserver
+        with them (same etcd, same address: the objects stay, clients reconnect). Returns the processes now."""
+        old = next(p for p in recorded if p.name == "kube-apiserver")
+        if any(a.startswith("--proxy-client-cert-file=") for a in old.argv):
+            return recorded
+        pki.ensure_front_proxy(self.layout.pki)
+        argv = [a for a in old.argv if a != "--v=1"] + [*aggregation_flags(self.layout.pki), "--v=1"]
+        procs.stop([old])
+        new = procs.start("kube-apiserver", argv, self.logs / "kube-apiserver.log")
+        server = str(state["server"])
+        procs.wait_until(lambda: self.get(server, "/readyz")[0] == 200, 90, "kube-apiserver /readyz", [new])
+        return [new if p is old else p for p in recorded]
+
     @staticmethod
     def _etcd_ok(port: int) -> bool:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
             return bool(json.loads(r.read()).get("health") == "true")
+
+
+def aggregation_flags(p: Path) -> list[str]:
+    """The aggregation layer: extension API servers (KEDA's metrics server) trust the front-proxy CA for the
+    user the apiserver names in request headers; the apiserver dials their endpoints directly (they run on this
+    machine, not behind kube-proxy)."""
+    return [
+        f"--requestheader-client-ca-file={p / 'front-proxy-ca.crt'}",
+        f"--requestheader-allowed-names={pki.FRONT_PROXY_CLIENT}",
+        "--requestheader-username-headers=X-Remote-User", "--requestheader-group-headers=X-Remote-Group",
+        "--requestheader-extra-headers-prefix=X-Remote-Extra-",
+        f"--proxy-client-cert-file={p / 'front-proxy-client.crt'}",
+        f"--proxy-client-key-file={p / 'front-proxy-client.key'}",
+        "--enable-aggregator-routing=true",
+    ]

@@ -115,3 +115,48 @@ def _has_ips(pki: Path) -> bool:
         return False
     have = {str(a) for a in sans.get_values_for_type(x509.IPAddress)}
     return set(APISERVER_IPS) <= have
+
+
+# The aggregation layer (extension API servers such as KEDA's metrics server): the apiserver authenticates to
+# them with the front-proxy client certificate, issued by a CA of its own that they trust for request headers.
+FRONT_PROXY_CLIENT = "front-proxy-client"
+
+
+def ensure_front_proxy(pki: Path) -> None:
+    """front-proxy-ca.{crt,key} and front-proxy-client.{crt,key}, unless present (the cluster CA is untouched)."""
+    stems = ("front-proxy-ca", FRONT_PROXY_CLIENT)
+    if all((pki / f"{stem}.{ext}").exists() for stem in stems for ext in ("crt", "key")):
+        return
+    issue_ca_and_leaf(pki, "front-proxy-ca", FRONT_PROXY_CLIENT, _name(FRONT_PROXY_CLIENT), [], client=True)
+
+
+def issue_ca_and_leaf(
+    folder: Path, ca_stem: str, leaf_stem: str, subject: x509.Name, sans: list[x509.GeneralName], *, client: bool,
+    server: bool = False,
+) -> None:
+    """A CA of its own (`ca_stem`.crt/.key) and one certificate it signs (`leaf_stem`.crt/.key) in `folder`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    now = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)
+    ca_key = _key()
+    ca_name = _name(f"mlmodel-local-{ca_stem}")
+    ca = (
+        x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number()).not_valid_before(now).not_valid_after(now + _VALID)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(x509.KeyUsage(True, False, False, False, False, True, True, False, False), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+    usages = [ExtendedKeyUsageOID.CLIENT_AUTH] if client else []
+    usages += [ExtendedKeyUsageOID.SERVER_AUTH] if server else []
+    key = _key()
+    b = (
+        x509.CertificateBuilder().subject_name(subject).issuer_name(ca_name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number()).not_valid_before(now).not_valid_after(now + _VALID)
+        .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
+    )
+    if sans:
+        b = b.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+    _write_key(folder / f"{leaf_stem}.key", key)
+    (folder / f"{leaf_stem}.crt").write_bytes(b.sign(ca_key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM))
+    _write_key(folder / f"{ca_stem}.key", ca_key)
+    (folder / f"{ca_stem}.crt").write_bytes(ca.public_bytes(serialization.Encoding.PEM))

@@ -115,6 +115,14 @@ def stop(procs: list[Proc], timeout: float = 15.0) -> None:
             time.sleep(0.05)  # poll
 
 
+def stop_folder(recorded: list[Proc], folder: Path, timeout: float = 10.0) -> None:
+    """Stop `recorded`, then whatever else still runs from `folder` (left behind by a lost state file)."""
+    stop(recorded, timeout=timeout)
+    strays = stray_pids(str(folder) + "/")
+    if strays:
+        kill_pids(strays)
+
+
 def remove_files(paths: object) -> None:
     """Remove files a stopped process left behind (a list of paths from its state; anything else is ignored)."""
     for path in paths if isinstance(paths, list) else []:
