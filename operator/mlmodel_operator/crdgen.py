@@ -45,6 +45,10 @@ PRINTER_COLUMNS: list[dict[str, Any]] = [
     {"name": "URL", "type": "string", "jsonPath": ".status.url",
      "description": "In-cluster inference URL."},
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+    {"name": "Examples", "type": "string", "jsonPath": ".status.quality.examples", "priority": 1,
+     "description": "Whether the desired revision passed its package's examples."},
+    {"name": "Gate", "type": "string", "jsonPath": ".status.quality.gate", "priority": 1,
+     "description": "Whether the desired revision's package passed spec.qualityGate."},
 ]
 
 

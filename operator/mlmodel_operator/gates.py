@@ -9,13 +9,14 @@ fails the gate: nothing passes by omission.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from mlmodel_operator.spec import QualityGate
+from mlmodel_operator.spec import HistoryEntry, PackageStatus, QualityGate, QualityStatus
 
 REASON = "QualityGateFailed"
+EXAMPLES_REASON = "ExamplesMismatch"  # the runtime's exit code 17 (names.RUNTIME_EXIT_REASONS)
 METRICS_AT = "metadata.json training.metrics"
 
 
@@ -71,3 +72,31 @@ def evaluate(gate: QualityGate | None, metrics: Mapping[str, object]) -> tuple[G
 def message(failures: tuple[GateFailure, ...]) -> str:
     """One line for the Stalled condition and the event: every failed bound."""
     return "quality gate failed: " + "; ".join(f.describe() for f in failures)
+
+
+def quality_view(
+    gate_checked: bool,
+    failure_reason: str | None,
+    package: PackageStatus | None,
+    desired: int | None,
+    history: Iterable[HistoryEntry],
+    previous: QualityStatus | None,
+) -> QualityStatus | None:
+    """status.quality: how the desired revision fared with its examples and the gate (pure; equal inputs give an
+    equal value, so a steady model writes nothing). `previous` stays when this pass validated nothing."""
+    if failure_reason == REASON:
+        return QualityStatus(revision=None, examples="NotRun", gate="Failed")
+    if package is None or desired is None:
+        return previous
+    gate: Literal["Passed", "NotSet"] = "Passed" if gate_checked else "NotSet"
+    if not package.examples:
+        return QualityStatus(revision=desired, examples="NoExamples", gate=gate)
+    entry = next((e for e in history if e.revision == desired), None)
+    examples: Literal["Passed", "Failed", "Pending", "NotRun"]
+    if entry is None:
+        examples = "Pending"  # rolling out (or about to)
+    elif entry.outcome == "Failed":
+        examples = "Failed" if entry.reason == EXAMPLES_REASON else "NotRun"
+    else:
+        examples = "Passed"  # it served: the runtime ran its examples before reporting ready
+    return QualityStatus(revision=desired, examples=examples, gate=gate)

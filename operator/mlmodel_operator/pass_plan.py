@@ -186,6 +186,7 @@ def make_plan(world: World, validation: Validation, config: OperatorConfig, now:
         pending=pending,
         applied_revision=transition.target.revision if transition.target else None,
         revisions=revisions,
+        quality_gate=model.spec.quality_gate is not None and model.spec.rollback_to is None,
     )
 
     write_ahead = None
@@ -263,6 +264,7 @@ def wanted_revision(
         fingerprint=fingerprint,
         settings=RevisionSettings.of(spec),
         image=draft.runtime_image(),
+        examples=package.examples,
     )
 
 

@@ -231,7 +231,8 @@ class Reconciler:
         self.metrics.validations.labels(result="valid" if checked.hashed else "reused").inc()
         if failed_bounds := gates.evaluate(spec.quality_gate, checked.metrics):  # docs/quality.md
             return Failure(gates.REASON, gates.message(failed_bounds))
-        return PackageStatus(uri=spec.source.uri, digest=checked.digest, size=checked.size, format=checked.format)
+        return PackageStatus(uri=spec.source.uri, digest=checked.digest, size=checked.size, format=checked.format,
+                             examples=checked.examples or None)
 
     def _credentials(self, model: MLModel) -> Credentials | None:
         secret_name = model.spec.source.credentials_secret

@@ -399,6 +399,9 @@ class PackageStatus(_Model):
     digest: str = Field(description="Package digest, sha256:<hex> of deployment_manifest.json.")
     size: int = Field(ge=0, description="Total size of the package's files in bytes.")
     format: str = Field(description="Model format of the package.")
+    examples: bool | None = Field(
+        default=None, description="The package carries examples.json, which the runtime runs before it serves."
+    )
 
 
 class RevisionSettings(_Model):
@@ -452,9 +455,13 @@ class RevisionRecord(_Model):
         description="The runtime image the revision was rendered with (from the operator's configuration at the "
         "time), so that rolling back to it also brings back its runtime, e.g. after an upgrade to a broken one.",
     )
+    examples: bool | None = Field(
+        default=None, description="The revision's package carries examples.json (run before it serves)."
+    )
 
     def package(self) -> PackageStatus:
-        return PackageStatus(uri=self.uri, digest=self.digest, size=self.size, format=self.format)
+        return PackageStatus(uri=self.uri, digest=self.digest, size=self.size, format=self.format,
+                             examples=self.examples)
 
 
 class HistoryEntry(RevisionRecord):
@@ -468,6 +475,20 @@ class HistoryEntry(RevisionRecord):
 def serving_entry(history: Iterable[HistoryEntry]) -> HistoryEntry | None:
     """The revision that serves: the history's one entry with outcome Serving."""
     return next((entry for entry in history if entry.outcome == "Serving"), None)
+
+
+class QualityStatus(_Model):
+    """The quality checks of the desired revision's package (docs/quality.md)."""
+
+    revision: int | None = Field(default=None, description="The revision they are about (none: it got no number).")
+    examples: Literal["Passed", "Failed", "Pending", "NotRun", "NoExamples"] = Field(
+        description="Passed: the revision served, so the runtime's run of examples.json passed; Failed: "
+        "ExamplesMismatch; Pending: rolling out; NotRun: the revision failed otherwise, or its package was refused; "
+        "NoExamples: the package has none."
+    )
+    gate: Literal["Passed", "Failed", "NotSet"] = Field(
+        description="spec.qualityGate against the package's training metrics; NotSet: no gate (or spec.rollbackTo)."
+    )
 
 
 class MLModelStatus(_Model):
@@ -512,6 +533,9 @@ class MLModelStatus(_Model):
     last_retry: str | None = Field(
         default=None,
         description="The last value of the serving.mlmodel.io/retry annotation acted on (a new value retries once).",
+    )
+    quality: QualityStatus | None = Field(
+        default=None, description="Whether the desired revision passed its examples and spec.qualityGate."
     )
 
 

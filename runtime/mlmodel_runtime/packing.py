@@ -23,6 +23,8 @@ from typing import IO, Any
 from mlmodel_runtime.package.archive import ArchiveKind, sha256_of
 from mlmodel_runtime.package.errors import MetadataInvalid, PackageNotFound
 from mlmodel_runtime.package.models import (
+    BASELINE_FILE,
+    EXAMPLES_FILE,
     MANIFEST_FILE,
     METADATA_FILE,
     SCHEMA_VERSION,
@@ -235,7 +237,7 @@ def write_quality_files(directory: Path, metadata: Metadata, entrypoint: str, ex
             ex.check_signature(found, signature)
         except ex.ExamplesInvalid as exc:
             raise PackError(f"--examples {examples.examples}: {exc}") from None
-        (directory / ex.EXAMPLES_FILE).write_bytes(ex.to_json_bytes(found))
+        (directory / EXAMPLES_FILE).write_bytes(ex.to_json_bytes(found))
     if examples.baseline is None:
         return []
     from mlmodel_runtime.backends import load_backend
@@ -248,7 +250,7 @@ def write_quality_files(directory: Path, metadata: Metadata, entrypoint: str, ex
         raise PackError(f"--baseline {examples.baseline}: {exc}") from None
     except ModelLoadError as exc:
         raise PackError(f"--baseline {examples.baseline}: the model's outputs cannot be computed: {exc}") from None
-    (directory / bl.BASELINE_FILE).write_bytes(computed.to_json_bytes())
+    (directory / BASELINE_FILE).write_bytes(computed.to_json_bytes())
     return list(warnings)
 
 

@@ -90,7 +90,8 @@ def test_names_subresources_and_columns() -> None:
         "labelSelectorPath": ".status.selector",
     }
     columns = [c["name"] for c in version["additionalPrinterColumns"]]
-    assert columns == ["Ready", "Reason", "Revision", "Available", "URL", "Age"]
+    assert columns == ["Ready", "Reason", "Revision", "Available", "URL", "Age", "Examples", "Gate"]
+    assert [c["name"] for c in version["additionalPrinterColumns"] if c.get("priority") == 1] == ["Examples", "Gate"]
 
 
 def test_status_history_is_typed_and_carries_no_rules() -> None:

@@ -2,7 +2,8 @@
 (metadata.json training.metrics) meet the gate serves; a new package below a minimum, above a maximum or
 without a metric the gate names is Stalled with reason QualityGateFailed naming metric, value and bound (also
 PackageValid=False and one Warning event), and the serving Deployment is never touched, through several
-resyncs; a first revision that fails the gate never gets a Deployment."""
+resyncs; a first revision that fails the gate never gets a Deployment. status.quality (and `kubectl get mlm -o wide`)
+shows the gate and the examples of the desired revision, written once: a steady model keeps its resourceVersion."""
 
 from __future__ import annotations
 
@@ -10,8 +11,10 @@ import json
 from typing import Any
 
 import pytest
+from mlmodel_runtime.packing import QualityInputs, pack
 
-from tests.operator.cluster import OperatorProcess, Packages, mlmodel, wait_condition
+from tests.operator.cluster import OperatorProcess, Packages, get_model, mlmodel, wait_condition
+from tests.quality.packages import write_examples
 from tests.support.kube import Kubectl
 from tests.support.packages import build_package, make_onnx_mlp, upload_dir
 from tests.support.waiting import wait_for
@@ -64,6 +67,8 @@ def test_a_package_outside_the_gate_stalls_and_the_deployment_is_untouched(
                                                                                           "QualityGateFailed")
     assert (conditions["Ready"]["status"], conditions["Ready"]["reason"]) == ("False", "QualityGateFailed")
     assert model["status"]["revision"] == serving["status"]["revision"]
+    assert serving["status"]["quality"] == {"revision": 1, "examples": "NoExamples", "gate": "Passed"}
+    assert model["status"]["quality"] == {"examples": "NotRun", "gate": "Failed"}
 
     passes = operator.metric("mlmodel_operator_reconcile_total")
     wait_for(lambda: operator.metric("mlmodel_operator_reconcile_total") >= passes + 3, 30, "three more passes")
@@ -92,3 +97,29 @@ def test_a_first_revision_outside_the_gate_gets_no_deployment(
     patch = json.dumps({"spec": {"qualityGate": {"minimums": {"accuracy": 0.4}}}})
     kubectl.run("patch", "mlmodel", "m", "-n", model_namespace, "--type=merge", "-p", patch)
     wait_condition(kubectl, model_namespace, "m", "Ready", reason="Serving")
+
+
+def test_status_shows_examples_and_gate_once(
+    operator: OperatorProcess, kubectl: Kubectl, model_namespace: str, credentials: str, packages: Packages,
+) -> None:
+    directory = packages.folder / "checked"
+    directory.mkdir()
+    make_onnx_mlp(directory / "model.onnx")
+    (directory / "metadata.json").write_text(json.dumps({"training": {"metrics": GOOD}}))
+    pack(directory, name="mlp", version="1", quality=QualityInputs(examples=write_examples(packages.folder / "e.json")))
+    uri = upload_dir(packages.s3, packages.bucket, "checked/1", directory)
+    kubectl.apply(mlmodel("m", uri, nodePool="cpu", qualityGate=GATE), model_namespace)
+    model = wait_condition(kubectl, model_namespace, "m", "Ready", reason="Serving")
+    # On the simulated nodes the pods are Ready without a runtime: the operator's reading is that a revision that
+    # served ran its examples (the runtime reports ready only after they pass).
+    assert model["status"]["quality"] == {"revision": 1, "examples": "Passed", "gate": "Passed"}
+    assert model["status"]["package"]["examples"] is True
+    wide = kubectl.run("get", "mlm", "m", "-n", model_namespace, "-o", "wide").stdout.splitlines()
+    header, row = wide[0].split(), wide[1].split()
+    assert dict(zip(header, row, strict=False))["EXAMPLES"] == "Passed", wide
+    assert dict(zip(header, row, strict=False))["GATE"] == "Passed", wide
+    # Written once: further passes leave the MLModel as it is.
+    version = get_model(kubectl, model_namespace, "m")["metadata"]["resourceVersion"]
+    passes = operator.metric("mlmodel_operator_reconcile_total")
+    wait_for(lambda: operator.metric("mlmodel_operator_reconcile_total") >= passes + 3, 30, "three more passes")
+    assert get_model(kubectl, model_namespace, "m")["metadata"]["resourceVersion"] == version

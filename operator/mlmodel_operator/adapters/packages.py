@@ -22,6 +22,7 @@ from mlmodel_runtime.package import (
     open_source,
     validate_package,
 )
+from mlmodel_runtime.package.models import EXAMPLES_FILE, Manifest
 from mlmodel_runtime.package.verify import check_head, validate_source
 
 from mlmodel_operator.config import OperatorConfig
@@ -47,6 +48,7 @@ class CheckedPackage:
     format: str
     hashed: bool  # False: recognized by its manifest digest, no file hashed
     metrics: Mapping[str, object] = field(default_factory=dict)  # metadata.json training.metrics (quality gates)
+    examples: bool = False  # the manifest lists examples.json (the runtime runs it before it serves)
 
 
 class PackageValidator:
@@ -122,10 +124,16 @@ class PackageValidator:
             if head.digest in known_digests:
                 size = head.manifest.total_size + len(head.manifest_bytes)
                 return CheckedPackage(head.digest, size, head.format.value, hashed=False,
-                                      metrics=training_metrics(head.metadata.training))
+                                      metrics=training_metrics(head.metadata.training),
+                                      examples=_has_examples(head.manifest))
             validated = validate_source(
                 opened, allow_pickle=self.config.allow_pickle, allowed_formats=self.allowed, cache=self.cache,
                 progress=progress,
             )
         return CheckedPackage(validated.digest, validated.total_size, validated.format.value, hashed=True,
-                              metrics=training_metrics(validated.metadata.training))
+                              metrics=training_metrics(validated.metadata.training),
+                              examples=_has_examples(validated.manifest))
+
+
+def _has_examples(manifest: Manifest) -> bool:
+    return any(e.path == EXAMPLES_FILE for e in manifest.files)

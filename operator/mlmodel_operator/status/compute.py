@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from mlmodel_operator import names
+from mlmodel_operator import gates, names
 from mlmodel_operator.spec import HistoryEntry, MLModelStatus, PackageStatus, RevisionRecord, serving_entry
 from mlmodel_operator.status.conditions import Verdict, merge_conditions
 from mlmodel_operator.status.observation import Observation
@@ -73,6 +73,7 @@ class PassFacts:
     pending: str | None = None  # validation could not run (object store unavailable): retrying
     applied_revision: int | None = None  # the revision the Deployment was rendered at (the target)
     revisions: Revisions = Revisions()
+    quality_gate: bool = False  # spec.qualityGate was checked for the desired revision (mlmodel_operator.gates)
 
 
 def human_size(size: int) -> str:
@@ -225,4 +226,6 @@ def compute_status(previous: MLModelStatus, facts: PassFacts, now: str) -> MLMod
         history=list(rev.history),
         rollout=rev.rollout,
         last_retry=rev.last_retry,
+        quality=gates.quality_view(facts.quality_gate, facts.failure.reason if facts.failure else None,
+                                   facts.package, rev.desired, rev.history, previous.quality),
     )

@@ -37,6 +37,11 @@ OPTIONAL_FILES: tuple[str, ...] = (
 )
 """Files a package should hold; their absence is a warning, not an error."""
 
+EXAMPLES_FILE = "examples.json"
+"""Optional: inputs with expected outputs, run before a revision serves (mlmodel_runtime.quality.examples)."""
+BASELINE_FILE = "baseline.json"
+"""Optional: the drift baseline (mlmodel_runtime.quality.baseline)."""
+
 MAX_JSON_BYTES = 16 * 1024 * 1024
 """Largest manifest or metadata file we read into memory."""
 SCHEMA_VERSION = 1

@@ -25,8 +25,8 @@ from typing import Any
 import numpy as np
 
 from mlmodel_runtime.backends.base import Array, Backend, Signature, TensorSpec
+from mlmodel_runtime.package.models import BASELINE_FILE
 
-BASELINE_FILE = "baseline.json"
 SCHEMA_VERSION = 1
 DEFAULT_BINS = 10
 SKETCH_POINTS = 256

@@ -23,8 +23,8 @@ import numpy as np
 
 from mlmodel_runtime.backends.base import DTYPES, Array, Backend, Signature, TensorSpec
 from mlmodel_runtime.package.errors import ExamplesMismatch
+from mlmodel_runtime.package.models import EXAMPLES_FILE
 
-EXAMPLES_FILE = "examples.json"
 SCHEMA_VERSION = 1
 DEFAULT_ABS = 1e-5
 DEFAULT_REL = 1e-4

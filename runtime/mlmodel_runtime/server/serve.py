@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from fastapi import FastAPI
 
     from mlmodel_runtime.quality.drift import DriftMonitor
+    from mlmodel_runtime.server.shadow import Shadow
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +113,8 @@ def start_drift(
 ) -> DriftMonitor | None:
     """The drift monitor of the package's baseline.json, started; None without one (or with drift off)."""
     from mlmodel_runtime.package import MetadataInvalid
-    from mlmodel_runtime.quality.baseline import BASELINE_FILE, parse_baseline
+    from mlmodel_runtime.package.models import BASELINE_FILE
+    from mlmodel_runtime.quality.baseline import parse_baseline
     from mlmodel_runtime.quality.drift import DriftMonitor
 
     path = model_dir / BASELINE_FILE
@@ -131,6 +133,22 @@ def start_drift(
     log.info("drift scoring", extra={"features": len(baseline.features), "outputs": len(baseline.outputs),
                                       "window_rows": settings.drift_window_rows})
     return monitor
+
+
+def start_shadow(settings: ServeSettings, registry: CollectorRegistry) -> Shadow | None:
+    """Shadow traffic to a candidate revision, when MLMODEL_SHADOW_URL and a share are set."""
+    if not settings.shadow_url or settings.shadow_percent <= 0:
+        return None
+    from mlmodel_runtime.server.shadow import Shadow, ShadowConfig, Tolerance, shadow_counter
+
+    config = ShadowConfig(
+        url=settings.shadow_url, candidate=settings.shadow_revision, percent=settings.shadow_percent,
+        tolerance=Tolerance(settings.shadow_atol, settings.shadow_rtol),
+        per_output={name: Tolerance(*tol) for name, tol in settings.shadow_output_tolerances.items()},
+        max_inflight=settings.shadow_max_inflight, timeout_s=settings.shadow_timeout_s,
+    )
+    log.info("shadow traffic", extra={"url": settings.shadow_url, "percent": settings.shadow_percent})
+    return Shadow(config, settings.model_name, settings.model_revision, shadow_counter(registry))
 
 
 def freeze_heap() -> None:
@@ -177,11 +195,15 @@ def serve(settings: ServeSettings) -> int:
         if server is not None:
             server.should_exit = True
 
+    data_plane.shadow = start_shadow(settings, registry)
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         data_plane.attach_when_loaded(loading, failed, freeze_heap)
         yield
         data_plane.stop()
+        if data_plane.shadow is not None:
+            await data_plane.shadow.close()
 
     app = create_app(settings, data_plane, registry=registry, lifespan=lifespan)
     server = DrainingServer(listener_config(settings, app), data_plane.start_draining)
