@@ -1,12 +1,13 @@
 """An operator killed at any point of a failing rollout converges, once started again, to the same end state as one
 that never died. The kill is a fault injection (MLMODEL_OPERATOR_FAULT=POINT[:N], the process ends with
-os._exit(137) as under SIGKILL), at four points: while hashing revision 2's package, right after applying revision
-2's Deployment (status not written), right after writing revision 2's failure (rollback not applied), right after
-applying the rollback (status not written). Each point runs in its own namespace with its own operators, all at
-once. End state everywhere: history 1 Serving / 2 Failed (CrashLoop), revision 1 serving from its own ReplicaSet,
-revision 2 scaled to zero, one Deployment, one Service, two ReplicaSets, one RolledBack warning; and the restarted
-operator applies the Deployment only as often as the point requires (never revision 2 again once its failure
-was written: no retry)."""
+os._exit(137) as under SIGKILL), at five points: while hashing revision 2's package, right after applying revision
+2's Deployment (status not written), right after posting the RolledBack warning (the status that records revision
+2's failure not written), right after writing revision 2's failure (rollback not applied), right after applying the
+rollback (status not written). Each point runs in its own namespace with its own operators, all at once. End state
+everywhere: history 1 Serving / 2 Failed (CrashLoop), revision 1 serving from its own ReplicaSet, revision 2 scaled
+to zero, one Deployment, one Service, two ReplicaSets, exactly one RolledBack warning (never lost, never doubled);
+and the restarted operator applies the Deployment only as often as the point requires (never revision 2 again once
+its failure was written: no retry)."""
 
 from __future__ import annotations
 
@@ -34,8 +35,8 @@ from tests.support.waiting import wait_for
 pytestmark = [pytest.mark.cluster, pytest.mark.objectstore, pytest.mark.slow]
 
 # point -> Deployment applies the restarted operator must make: revision 2 and the rollback; the rollback; the
-# rollback; nothing (the rollback is live and the failure written).
-POINTS = {"validating:2": 2, "applied:2": 1, "failure-recorded": 1, "rolled-back": 0}
+# rollback; the rollback; nothing (the rollback is live and the failure written).
+POINTS = {"validating:2": 2, "applied:2": 1, "warning-posted": 1, "failure-recorded": 1, "rolled-back": 0}
 CRASHLOOP = {"labels": {"mlmodel.io/simulate": "crashloop"}}
 
 

@@ -1,6 +1,8 @@
 """The operator's per-model metrics on a fresh registry: one condition series per (model, condition) holding
 its current status, moved when the status flips; one serving-revision series per model, replaced when the
-revision changes; both gone when the model is forgotten (deleted); other models untouched; the leader gauge."""
+revision changes; both gone when the model is forgotten (deleted); other models untouched. (The counters a pass
+moves are read in test_passes_against_a_fake_api.py::test_a_rollback_is_counted; the leader gauge in the
+leader-election tests.)"""
 
 from __future__ import annotations
 
@@ -40,14 +42,3 @@ def test_condition_and_serving_revision_series_follow_the_status() -> None:
     assert {dict(s)["name"] for s in _series(metrics, "mlmodel_operator_model_serving_revision_info")} == {"b"}
     metrics.forget("ns", "gone")  # never seen: nothing to do
 
-
-def test_counters_and_leader() -> None:
-    metrics = OperatorMetrics(CollectorRegistry())
-    metrics.rollbacks.labels("ns", "a", "CrashLoop").inc()
-    metrics.rollouts.labels(result="rolled_back").inc()
-    metrics.leader.set(1)
-    registry = metrics.registry
-    assert registry.get_sample_value(
-        "mlmodel_operator_rollbacks_total", {"namespace": "ns", "name": "a", "reason": "CrashLoop"}) == 1
-    assert registry.get_sample_value("mlmodel_operator_rollouts_total", {"result": "rolled_back"}) == 1
-    assert registry.get_sample_value("mlmodel_operator_leader") == 1

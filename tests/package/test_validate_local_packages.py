@@ -173,7 +173,7 @@ def test_pickle_needs_permission(tmp_path: Path) -> None:
     assert validate_package(str(directory), allow_pickle=True).format is ModelFormat.JOBLIB
 
 
-def test_format_override_replaces_metadata_format(package: Path) -> None:
+def test_format_override_must_match_the_entrypoint(package: Path) -> None:
     with pytest.raises(MetadataInvalid, match=r"format 'torchscript' does not match entrypoint 'model.onnx'"):
         validate_package(str(package), format_override=ModelFormat.TORCHSCRIPT)
 

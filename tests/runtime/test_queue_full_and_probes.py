@@ -1,10 +1,9 @@
 """Under load, a real runtime with a slow model: a full queue answers 503 with Retry-After (and the
-queued requests still complete), and the liveness and readiness probes answer promptly while the
-model computes, because inference runs off the event loop."""
+queued requests still complete), and the liveness and readiness probes answer while the
+model computes, without waiting for it, because inference runs off the event loop."""
 
 from __future__ import annotations
 
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -42,12 +41,11 @@ def test_a_full_queue_gets_503_with_retry_after_and_probes_stay_prompt(slow_pack
         assert refused.headers["retry-after"] == "1"
         assert "model 'slow' is busy: 1 requests are queued already; retry shortly" in refused.json()["error"]
 
-        # the model is computing now: probes are answered by the event loop without waiting for it
+        # the model is computing now: probes are answered by the event loop without waiting for it (the second
+        # request is still queued after all of them, so the first is still computing: they did not wait)
         for path in ("/v2/health/live", "/v2/models/slow/ready", "/v2/health/ready", "/v2/health/startup"):
-            started = time.perf_counter()
-            assert server.get(path).status_code == 200
-            assert time.perf_counter() - started < 0.25, path
-        assert server.metric("mlmodel_runtime_queue_depth", **labels) == 1  # still busy: the probes did not wait
+            assert server.get(path).status_code == 200, path
+        assert server.metric("mlmodel_runtime_queue_depth", **labels) == 1
 
         for future, value in ((running, 1.0), (queued, 2.0)):
             status, output = future.result(120)
