@@ -9,7 +9,7 @@ are not re-checked here, since every object the operator reads has passed admiss
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 from pydantic.alias_generators import to_camel
@@ -405,7 +405,16 @@ class PackageStatus(_Model):
 
 
 class RevisionSettings(_Model):
-    """The spec fields a revision's pod template is rendered from, kept so that it can be rendered again."""
+    """The spec fields a revision's pod template is rendered from, kept so that it can be rendered again.
+
+    Each field has the name and type of the MLModelSpec field it keeps; every other MLModelSpec field is listed
+    in OUTSIDE_REVISIONS (it applies to whichever revision serves). A test holds the three together, so a new
+    spec field that the pod template is rendered from cannot be left to come from the current spec on rollback.
+    """
+
+    OUTSIDE_REVISIONS: ClassVar[frozenset[str]] = frozenset(
+        {"replicas", "rollout", "revision_history_limit", "rollback_to", "quality_gate", "autoscaling"}
+    )
 
     source: Source = Field(description="spec.source of the revision.")
     format: Format | None = Field(default=None, description="spec.format of the revision.")
@@ -416,27 +425,11 @@ class RevisionSettings(_Model):
 
     @classmethod
     def of(cls, spec: MLModelSpec) -> RevisionSettings:
-        return cls(
-            source=spec.source,
-            format=spec.format,
-            node_pool=spec.node_pool,
-            resources=spec.resources,
-            batching=spec.batching,
-            pod_metadata=spec.pod_metadata,
-        )
+        return cls(**{name: getattr(spec, name) for name in cls.model_fields})
 
     def apply_to(self, spec: MLModelSpec) -> MLModelSpec:
-        """`spec` with this revision's render settings (replicas, rollout and the rest stay)."""
-        return spec.model_copy(
-            update={
-                "source": self.source,
-                "format": self.format,
-                "node_pool": self.node_pool,
-                "resources": self.resources,
-                "batching": self.batching,
-                "pod_metadata": self.pod_metadata,
-            }
-        )
+        """`spec` with this revision's render settings (OUTSIDE_REVISIONS stay as they are)."""
+        return spec.model_copy(update={name: getattr(self, name) for name in type(self).model_fields})
 
 
 class RevisionRecord(_Model):

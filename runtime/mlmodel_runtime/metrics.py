@@ -112,6 +112,15 @@ class RuntimeMetrics:
             _LABELS,
             registry=registry,
         )
+        # Shadow traffic to a candidate revision (mlmodel_runtime.server.shadow), read by the canary analysis.
+        self.shadow_requests = Counter(
+            f"{PREFIX}_shadow_requests",
+            "Requests copied to a candidate revision, by result: agree or disagree (its answer within the "
+            "tolerance of this revision's, or not), error (it failed or timed out), dropped (too many copies "
+            "in flight).",
+            (*_LABELS, "candidate", "result"),
+            registry=registry,
+        )
 
     def for_model(self, model: str, revision: str) -> ModelMetrics:
         return ModelMetrics(self, model, revision)

@@ -123,6 +123,31 @@ class ServeSettings(FetchSettings):
     drift_interval_s: float = Field(default=10.0, gt=0)
     """Drift: how often the scores are recomputed (off the request path)."""
 
+    shadow_url: str = ""
+    """Shadow traffic: base URL of a candidate revision to copy a share of requests to, after answering
+    them; its answers are compared with this revision's and never returned (server/shadow.py). Empty: off."""
+
+    shadow_revision: str = ""
+    """Shadow traffic: the candidate's revision, in the metrics."""
+
+    shadow_percent: float = Field(default=0.0, ge=0, le=100)
+    """Shadow traffic: the share of requests copied, in percent."""
+
+    shadow_atol: float = Field(default=1e-5, ge=0)
+    """Shadow traffic: absolute tolerance when comparing outputs."""
+
+    shadow_rtol: float = Field(default=1e-3, ge=0)
+    """Shadow traffic: relative tolerance when comparing outputs."""
+
+    shadow_output_tolerances: dict[str, tuple[float, float]] = Field(default_factory=dict)
+    """Shadow traffic: per output, [absolute, relative] tolerances (JSON) instead of the two above."""
+
+    shadow_max_inflight: int = Field(default=16, ge=1)
+    """Shadow traffic: copies in flight at most; beyond it copies are dropped (and counted)."""
+
+    shadow_timeout_s: float = Field(default=5.0, gt=0)
+    """Shadow traffic: how long a copy may take before it counts as an error."""
+
     @property
     def batching(self) -> bool:
         return self.max_batch_size > 1

@@ -24,6 +24,7 @@ from mlmodel_runtime.server.wire import quote
 
 if TYPE_CHECKING:
     from mlmodel_runtime.quality.drift import DriftMonitor
+    from mlmodel_runtime.server.shadow import Shadow
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +63,7 @@ class DataPlane:
         self._draining = False
         self.failure: BaseException | None = None
         self.drift: DriftMonitor | None = None  # set by the loader before the model is attached
+        self.shadow: Shadow | None = None  # copies a share of requests to a candidate revision (server/shadow.py)
         self._server_metadata = {"name": SERVER_NAME, "version": _version(), "extensions": list(EXTENSIONS)}
 
     # ---- lifecycle
@@ -184,6 +186,8 @@ class DataPlane:
         outputs = await future
         if self.drift is not None:
             self.drift.observe(request.inputs, outputs)
+        if self.shadow is not None:
+            self.shadow.offer(request.inputs, {n: outputs[n] for n in request.outputs})
         response = encode_response(
             self.model_name,
             model.version,

@@ -135,11 +135,11 @@ def start_drift(
     return monitor
 
 
-def start_shadow(settings: ServeSettings, registry: CollectorRegistry) -> Shadow | None:
+def start_shadow(settings: ServeSettings, metrics: RuntimeMetrics) -> Shadow | None:
     """Shadow traffic to a candidate revision, when MLMODEL_SHADOW_URL and a share are set."""
     if not settings.shadow_url or settings.shadow_percent <= 0:
         return None
-    from mlmodel_runtime.server.shadow import Shadow, ShadowConfig, Tolerance, shadow_counter
+    from mlmodel_runtime.server.shadow import Shadow, ShadowConfig, Tolerance
 
     config = ShadowConfig(
         url=settings.shadow_url, candidate=settings.shadow_revision, percent=settings.shadow_percent,
@@ -148,7 +148,7 @@ def start_shadow(settings: ServeSettings, registry: CollectorRegistry) -> Shadow
         max_inflight=settings.shadow_max_inflight, timeout_s=settings.shadow_timeout_s,
     )
     log.info("shadow traffic", extra={"url": settings.shadow_url, "percent": settings.shadow_percent})
-    return Shadow(config, settings.model_name, settings.model_revision, shadow_counter(registry))
+    return Shadow(config, settings.model_name, settings.model_revision, metrics.shadow_requests)
 
 
 def freeze_heap() -> None:
@@ -195,7 +195,7 @@ def serve(settings: ServeSettings) -> int:
         if server is not None:
             server.should_exit = True
 
-    data_plane.shadow = start_shadow(settings, registry)
+    data_plane.shadow = start_shadow(settings, families)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

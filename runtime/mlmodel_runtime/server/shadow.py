@@ -1,0 +1,148 @@
+"""Shadow traffic: a share of the live requests, copied to a candidate revision after the stable answer is
+computed, whose answers are compared with the stable ones and never returned to a client.
+
+Off the response path and bounded: `offer` only schedules the copy (it never awaits), at most
+`max_inflight` copies run at once and the rest are dropped and counted, every copy has a timeout, and a slow,
+failing or dead candidate costs the stable revision nothing but those tasks. The share is exact, not random:
+a credit grows by `percent`/100 per request and a copy goes out each time it reaches 1.
+
+Metrics (`mlmodel_runtime_shadow_requests_total{model, revision, candidate, result}`): agree (every output
+within the tolerance), disagree, error (the candidate failed, timed out or answered something unreadable),
+dropped (too many copies in flight). The operator's canary analysis reads agree and disagree.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import httpx
+import numpy as np
+import orjson
+from prometheus_client import Counter
+
+from mlmodel_runtime.backends.base import DTYPES, Array, datatype_of
+
+log = logging.getLogger(__name__)
+
+RESULTS = ("agree", "disagree", "error", "dropped")
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """Outputs agree when |candidate - stable| <= absolute + relative * |stable| everywhere (numpy.allclose)."""
+
+    absolute: float = 1e-5
+    relative: float = 1e-3
+
+
+@dataclass(frozen=True)
+class ShadowConfig:
+    url: str  # the candidate's base URL, e.g. http://fraud-canary.risk.svc:8080
+    candidate: str  # its revision, for the metrics
+    percent: float
+    tolerance: Tolerance = Tolerance()
+    per_output: Mapping[str, Tolerance] = field(default_factory=dict)
+    max_inflight: int = 16
+    timeout_s: float = 5.0
+
+
+
+def encode_request(inputs: Mapping[str, Array], outputs: Mapping[str, Array]) -> tuple[bytes, int]:
+    """A V2 binary-tensor request for `inputs` asking for `outputs` as binary data: (body, JSON header length)."""
+    entries, chunks = [], []
+    for name, array in inputs.items():
+        datatype = datatype_of(array.dtype)
+        raw = np.ascontiguousarray(array, dtype=DTYPES[datatype]).tobytes()
+        entries.append({"name": name, "datatype": datatype, "shape": list(array.shape),
+                        "parameters": {"binary_data_size": len(raw)}})
+        chunks.append(raw)
+    header = orjson.dumps({
+        "inputs": entries,
+        "outputs": [{"name": name, "parameters": {"binary_data": True}} for name in outputs],
+    })
+    return b"".join((header, *chunks)), len(header)
+
+
+def decode_response(body: bytes, header_length: int) -> dict[str, Array]:
+    """The binary outputs of a V2 response (ValueError when it is not one)."""
+    header = orjson.loads(body[:header_length])
+    offset = header_length
+    decoded: dict[str, Array] = {}
+    for entry in header["outputs"]:
+        size = int(entry["parameters"]["binary_data_size"])
+        dtype = DTYPES[entry["datatype"]]
+        decoded[entry["name"]] = np.frombuffer(body, dtype=dtype, count=size // dtype.itemsize,
+                                               offset=offset).reshape(entry["shape"])
+        offset += size
+    if offset != len(body):
+        raise ValueError(f"response holds {len(body) - offset} bytes beyond its outputs")
+    return decoded
+
+
+def agrees(stable: Mapping[str, Array], candidate: Mapping[str, Array], config: ShadowConfig) -> bool:
+    for name, expected in stable.items():
+        got = candidate.get(name)
+        if got is None or got.shape != expected.shape:
+            return False
+        tol = config.per_output.get(name, config.tolerance)
+        if expected.dtype.kind in "iufb":
+            if not np.allclose(got, expected, atol=tol.absolute, rtol=tol.relative, equal_nan=True):
+                return False
+        elif not np.array_equal(got, expected):
+            return False
+    return True
+
+
+class Shadow:
+    """Copies requests of `model` (revision `revision`) to the candidate and compares the answers."""
+
+    def __init__(self, config: ShadowConfig, model: str, revision: str, counter: Counter) -> None:
+        self.config = config
+        self.model = model
+        self._counts = {r: counter.labels(model, revision, config.candidate, r) for r in RESULTS}
+        self._credit = 0.0
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._client: httpx.AsyncClient | None = None
+        self._infer_url = f"{config.url.rstrip('/')}/v2/models/{model}/infer"
+
+    def offer(self, inputs: Mapping[str, Array], outputs: Mapping[str, Array]) -> None:
+        """Called on the event loop with a request's inputs and the stable outputs, after they are computed."""
+        self._credit += self.config.percent / 100
+        if self._credit < 1:
+            return
+        self._credit -= 1
+        if len(self._tasks) >= self.config.max_inflight:
+            self._counts["dropped"].inc()
+            return
+        if any(a.dtype.kind not in "iufb" for a in inputs.values()):
+            return  # BYTES tensors are not copied (their binary layout is per element); nothing is counted
+        task = asyncio.get_running_loop().create_task(self._compare(dict(inputs), dict(outputs)))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _compare(self, inputs: dict[str, Array], stable: dict[str, Array]) -> None:
+        if self._client is None:
+            limits = httpx.Limits(max_connections=self.config.max_inflight)
+            self._client = httpx.AsyncClient(timeout=self.config.timeout_s, limits=limits)
+        body, header_length = encode_request(inputs, stable)
+        headers = {"Content-Type": "application/octet-stream", "Inference-Header-Content-Length": str(header_length)}
+        try:
+            response = await self._client.post(self._infer_url, content=body, headers=headers)
+            if response.status_code != 200:
+                raise ValueError(f"HTTP {response.status_code}: {response.text[:200]}")
+            answer = decode_response(response.content, int(response.headers["inference-header-content-length"]))
+        except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
+            log.debug("shadow request failed: %s", exc)
+            self._counts["error"].inc()
+            return
+        self._counts["agree" if agrees(stable, answer, self.config) else "disagree"].inc()
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._client is not None:
+            await self._client.aclose()
