@@ -8,7 +8,7 @@ Field names are camelCase in the file. Environment variables override it: the pr
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -17,7 +17,8 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from mlmodel_operator.spec import PICKLE_FORMATS, Format, Quantity
 
-_SAFE_FORMATS: tuple[Format, ...] = ("onnx", "torchscript", "torch-export")
+# The formats allowed unless configured otherwise: every format of the spec but the pickle-based ones.
+_SAFE_FORMATS: tuple[Format, ...] = tuple(f for f in get_args(Format) if f not in PICKLE_FORMATS)
 
 
 class ConfigError(ValueError):

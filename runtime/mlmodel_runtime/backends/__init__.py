@@ -6,8 +6,9 @@ from pathlib import Path
 
 from mlmodel_runtime.backends.base import Backend, Signature
 from mlmodel_runtime.backends.errors import ModelLoadError
+from mlmodel_runtime.package.models import ModelFormat
 
-FORMATS = ("onnx", "torchscript", "torch-export", "joblib")
+FORMATS = tuple(f.value for f in ModelFormat)  # one backend per format of the package contract
 
 
 def load_backend(

@@ -1,7 +1,8 @@
 """Drift scores of the live inputs and outputs against the package's baseline, as Prometheus gauges.
 
-The request path only samples: `observe` keeps a reference to a request's input and output arrays in a bounded
-deque (one random draw and one append). A background thread recomputes the scores every `interval_s` from the
+The request path only samples: `observe` copies the last rows of a request's scored input and output tensors
+into a deque bounded by rows (one random draw, a small copy, an append; no reference to the request's body is
+kept). A background thread recomputes the scores every `interval_s` from the
 last `window_rows` sampled rows and sets, per feature and per output column:
 
 - `psi`: Population Stability Index over the baseline's quantile bins, sum((q - p) * ln(q / p)), computed as
@@ -22,6 +23,7 @@ import threading
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 from scipy.spatial.distance import jensenshannon
@@ -94,7 +96,10 @@ class DriftMonitor:
         self.sample_rate = sample_rate
         self.interval_s = interval_s
         self.min_rows = min_rows
-        self._samples: deque[tuple[Mapping[str, Array], Mapping[str, Array]]] = deque(maxlen=window_rows)
+        self._samples: deque[_Sample] = deque()
+        self._rows = 0  # rows held in _samples
+        self._input_names = tuple(sorted({c.tensor for c in baseline.features}))
+        self._output_names = tuple(sorted({c.tensor for c in baseline.outputs}))
         self._random = random.Random(0).random
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -109,10 +114,17 @@ class DriftMonitor:
     # -- the request path ---------------------------------------------------------------------------
 
     def observe(self, inputs: Mapping[str, Array], outputs: Mapping[str, Array]) -> None:
-        """Keep this request's arrays for the window (sampled; no copy, no computation)."""
+        """Keep a copy of this request's last rows for the window (sampled; nothing computed here)."""
         if self.sample_rate < 1.0 and self._random() >= self.sample_rate:
             return
-        self._samples.append((inputs, outputs))
+        keep = self.window_rows
+        ins = {n: np.array(inputs[n][-keep:]) for n in self._input_names if n in inputs}
+        outs = {n: np.array(outputs[n][-keep:]) for n in self._output_names if n in outputs}
+        rows = max((a.shape[0] if a.ndim else 1 for a in ins.values()), default=0)
+        self._samples.append(_Sample(rows, ins, outs))
+        self._rows += rows
+        while self._samples and self._rows - self._samples[0].rows >= keep:  # the oldest is not needed any more
+            self._rows -= self._samples.popleft().rows
 
     # -- the scoring thread -------------------------------------------------------------------------
 
@@ -134,12 +146,11 @@ class DriftMonitor:
 
     def window(self) -> tuple[dict[str, Array], dict[str, Array]]:
         """The last `window_rows` rows of each tensor the baseline scores, from the sampled requests."""
-        samples = list(self._samples)  # a snapshot: requests keep appending meanwhile
-        tensors = {c.tensor for c in self.baseline.features}, {c.tensor for c in self.baseline.outputs}
+        samples = list(self._samples)  # a snapshot (atomic under the GIL): requests keep appending meanwhile
         found: tuple[dict[str, Array], dict[str, Array]] = ({}, {})
-        for side, names in enumerate(tensors):
+        for side, names in ((0, self._input_names), (1, self._output_names)):
             for name in names:
-                parts = [np.asarray(s[side][name]) for s in samples if name in s[side]]
+                parts = [s.tensors(side)[name] for s in samples if name in s.tensors(side)]
                 if parts:
                     rows = np.concatenate([p.reshape(p.shape[0], -1) if p.ndim else p.reshape(1, 1)
                                            for p in parts])[-self.window_rows:]
@@ -167,6 +178,15 @@ class DriftMonitor:
         for gauges in (*self._features.values(), *self._outputs.values()):
             for gauge in gauges.values():
                 gauge.set(float("nan") if value is None else value)
+
+
+class _Sample(NamedTuple):
+    rows: int
+    inputs: dict[str, Array]
+    outputs: dict[str, Array]
+
+    def tensors(self, side: int) -> dict[str, Array]:
+        return self.outputs if side else self.inputs
 
 
 def _column(rows: Array, column: Column) -> Array:
