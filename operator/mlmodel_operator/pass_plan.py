@@ -41,12 +41,12 @@ Object = Mapping[str, Any]
 
 @dataclass(frozen=True)
 class World:
-    """What one pass read: the MLModel as stored and the objects it owns, in one snapshot."""
+    """What one pass read: the MLModel as stored and the objects it owns (the Deployment, its pods, the Service),
+    in one snapshot."""
 
     raw: Object  # the MLModel as read (events name it as their involved object)
     model: MLModel
     deployment: Object | None = None
-    replicasets: Sequence[Object] = ()
     pods: Sequence[Object] = ()
     service: Object | None = None
 
@@ -60,7 +60,7 @@ class World:
         return self.model.metadata.resource_version or None
 
     def observation(self, deployment: Object | None) -> Observation:
-        return observe(deployment, self.replicasets, self.pods)
+        return observe(deployment, self.pods)
 
 
 @dataclass(frozen=True)

@@ -245,9 +245,9 @@ class PodMetadata(_Model):
     model_config = ConfigDict(
         json_schema_extra=_validations(
             _rule(
-                "!has(self.labels) || self.labels.all(k, !k.startsWith('app.kubernetes.io/') && "
-                "!k.startsWith('serving.mlmodel.io/'))",
-                "labels under app.kubernetes.io/ and serving.mlmodel.io/ are set by the operator",
+                "!has(self.labels) || self.labels.all(k, "
+                + " && ".join(f"!k.startsWith('{prefix}')" for prefix in RESERVED_LABEL_PREFIXES) + ")",
+                "labels under " + " and ".join(RESERVED_LABEL_PREFIXES) + " are set by the operator",
                 ".labels",
             ),
         )
@@ -365,6 +365,7 @@ class MLModelSpec(_Model):
 # status
 
 ConditionType = Literal["Ready", "Reconciling", "Stalled", "PackageValid", "Available", "RolledBack"]
+"""The conditions of status.conditions, in the order status lists them."""
 
 Outcome = Literal["Serving", "Superseded", "Failed", "RolledBack"]
 """What became of a revision: it serves; a later one replaced it; it failed (crash loop, never ready,

@@ -1,4 +1,4 @@
-"""The runtime's workload as the operator reads it (pure): typed views of its Deployment, ReplicaSets and pods,
+"""The runtime's workload as the operator reads it (pure): typed views of its Deployment and pods,
 and the one answer to "why is this pod stuck" (`pod_problem`, now) and "has this pod's revision failed"
 (`pod_failure`, from evidence with its grace periods, the clock an argument).
 
@@ -188,17 +188,6 @@ class Pod:
         """The PodScheduled=False/Unschedulable condition, when the scheduler found no node."""
         cond = self.conditions.get("PodScheduled")
         return cond if cond is not None and cond.status == "False" and cond.reason == "Unschedulable" else None
-
-
-@dataclass(frozen=True)
-class ReplicaSet:
-    revision: int | None
-    available: int
-
-    @classmethod
-    def of(cls, raw: Raw) -> ReplicaSet:
-        template = (raw.get("spec") or {}).get("template") or {}
-        return cls(revision_of(template), _int(raw.get("status") or {}, "availableReplicas"))
 
 
 @dataclass(frozen=True)

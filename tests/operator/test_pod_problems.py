@@ -1,5 +1,5 @@
 """Observation of the runtime's objects: rollout completeness, pods that cannot be scheduled or crash-loop
-(with the runtime's exit codes named), problems of older revisions ignored, ReplicaSets mapped to revisions."""
+(with the runtime's exit codes named), problems of older revisions ignored, and the Deployment's progress deadline."""
 
 from __future__ import annotations
 
@@ -65,39 +65,34 @@ def test_healthy_pod_has_no_problem() -> None:
 
 def test_only_the_current_revision_counts() -> None:
     pods = [_pod("old", 1, _crashing(1)), _pod("new", 2, UNSCHEDULABLE)]
-    obs = observe(_deployment(2, replicas=2), [], pods)
+    obs = observe(_deployment(2, replicas=2), pods)
     assert [p.message.split(":")[0] for p in obs.problems] == ["pod new"]
-    obs_old_only = observe(_deployment(2), [], [_pod("old", 1, _crashing(1))])
+    obs_old_only = observe(_deployment(2), [_pod("old", 1, _crashing(1))])
     assert obs_old_only.problems == ()
 
 
 def test_rollout_completeness() -> None:
-    done = observe(_deployment(2, replicas=2, updatedReplicas=2, readyReplicas=2, availableReplicas=2), [], [])
+    done = observe(_deployment(2, replicas=2, updatedReplicas=2, readyReplicas=2, availableReplicas=2), [])
     assert done.complete
     assert done.revision == 2
-    old_left = observe(_deployment(2, replicas=3, updatedReplicas=2, availableReplicas=3), [], [])
+    old_left = observe(_deployment(2, replicas=3, updatedReplicas=2, availableReplicas=3), [])
     assert not old_left.complete
     stale = _deployment(2, replicas=2, updatedReplicas=2, availableReplicas=2)
     stale["status"]["observedGeneration"] = 1
-    assert not observe(stale, [], []).complete
-    assert not observe(None, [], []).exists
+    assert not observe(stale, []).complete
+    assert not observe(None, []).exists
 
 
-def test_progress_deadline_and_replicasets() -> None:
+def test_progress_deadline() -> None:
     dep = _deployment(2, conditions=[
         {"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded",
          "message": 'ReplicaSet "m-2" has timed out progressing.'},
         {"type": "Available", "status": "True"},
     ])
-    def rs(revision: int, available: int) -> dict[str, Any]:
-        template = {"metadata": {"labels": {names.REVISION_LABEL: str(revision)}}}
-        return {"spec": {"template": template}, "status": {"availableReplicas": available}}
-
-    obs = observe(dep, [rs(1, 2), rs(2, 0)], [])
+    obs = observe(dep, [])
     assert obs.deadline_exceeded is not None
     assert "timed out" in obs.deadline_exceeded
     assert obs.minimum_available
-    assert obs.available_by_revision == {1: 2, 2: 0}
 
 
 def test_the_exit_code_table_matches_the_runtime() -> None:

@@ -18,9 +18,7 @@ from mlmodel_runtime.package import (
     DigestCache,
     ModelFormat,
     ObjectStore,
-    ValidatedPackage,
     open_source,
-    validate_package,
 )
 from mlmodel_runtime.package.models import EXAMPLES_FILE, Manifest
 from mlmodel_runtime.package.verify import check_head, validate_source
@@ -93,16 +91,6 @@ class PackageValidator:
             while len(self._stores) > self._max_stores:
                 self._stores.popitem(last=False)
         return store
-
-    def validate(self, source: Source, credentials: Credentials | None) -> ValidatedPackage:
-        """Raises the contract's PackageError (`.reason`, `.temporary`) or InvalidUri."""
-        return validate_package(
-            source.uri,
-            allow_pickle=self.config.allow_pickle,
-            allowed_formats=self.allowed,
-            cache=self.cache,
-            store=self._store(source, credentials),
-        )
 
     def check(
         self, source: Source, credentials: Credentials | None, known_digests: Collection[str] = ()

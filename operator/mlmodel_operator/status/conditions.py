@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
-from mlmodel_operator.spec import Condition
+from mlmodel_operator.spec import Condition, ConditionType
 
-CONDITION_ORDER = ("Ready", "Reconciling", "Stalled", "PackageValid", "Available", "RolledBack")
+CONDITION_ORDER: tuple[ConditionType, ...] = get_args(ConditionType)
 
 
 @dataclass(frozen=True)

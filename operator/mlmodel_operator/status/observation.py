@@ -1,13 +1,13 @@
-"""What the Deployment, its ReplicaSets and its pods say (read through mlmodel_operator.workload), reduced to
+"""What the Deployment and its pods say (read through mlmodel_operator.workload), reduced to
 what status needs (pure)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from mlmodel_operator.workload import Deployment, Pod, Problem, ReplicaSet, pod_problem
+from mlmodel_operator.workload import Deployment, Pod, Problem, pod_problem
 
 
 @dataclass(frozen=True)
@@ -24,7 +24,6 @@ class Observation:
     revision: int | None = None  # the revision the Deployment's template carries
     minimum_available: bool = False  # the Deployment's Available condition
     deadline_exceeded: str | None = None  # message of Progressing=False/ProgressDeadlineExceeded
-    available_by_revision: Mapping[int, int] = field(default_factory=dict)
     problems: tuple[Problem, ...] = ()  # of the desired revision's pods, in name order
 
     @property
@@ -41,17 +40,12 @@ class Observation:
 
 def observe(
     deployment: Mapping[str, Any] | None,
-    replicasets: Sequence[Mapping[str, Any]],
     pods: Sequence[Mapping[str, Any]],
 ) -> Observation:
     """Reduce the live objects to an Observation; pods of older revisions do not count as problems."""
     if deployment is None:
         return Observation()
     dep = Deployment.of(deployment)
-    by_revision: dict[int, int] = {}
-    for rs in map(ReplicaSet.of, replicasets):
-        if rs.revision is not None:
-            by_revision[rs.revision] = by_revision.get(rs.revision, 0) + rs.available
     problems = tuple(
         problem
         for pod in sorted(map(Pod.of, pods), key=lambda p: p.name)
@@ -71,6 +65,5 @@ def observe(
         revision=dep.revision,
         minimum_available=available is not None and available.status == "True",
         deadline_exceeded=dep.deadline_exceeded(),
-        available_by_revision=by_revision,
         problems=problems,
     )

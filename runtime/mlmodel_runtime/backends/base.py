@@ -7,7 +7,6 @@ the signature from metadata.json, so backends see well-formed arrays only.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -88,10 +87,6 @@ def dummy_inputs(signature: Signature, rows: int = 1) -> dict[str, Array]:
             arr = np.zeros(shape, dtype=spec.dtype)
         feed[spec.name] = arr
     return feed
-
-
-def element_count(shape: Sequence[int]) -> int:
-    return math.prod(shape)
 
 
 class Backend(Protocol):

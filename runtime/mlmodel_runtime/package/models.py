@@ -10,7 +10,6 @@ import hashlib
 import json
 import re
 from enum import StrEnum
-from pathlib import PurePosixPath
 from typing import Annotated, Any
 
 from pydantic import (
@@ -329,8 +328,3 @@ def parse_metadata(data: bytes) -> Metadata:
         return Metadata.model_validate(raw)
     except ValidationError as exc:
         raise MetadataInvalid(f"{METADATA_FILE}: {_describe(exc)}") from None
-
-
-def relative_parts(path: str) -> PurePosixPath:
-    """`path` as a PurePosixPath after checking it is safe (ValueError otherwise)."""
-    return PurePosixPath(_safe_path(path))

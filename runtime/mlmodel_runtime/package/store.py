@@ -269,10 +269,6 @@ class ObjectStore:
             with self._errors(bucket, keys[i]):
                 self.client.delete_objects(Bucket=bucket, Delete={"Objects": batch, "Quiet": True})
 
-    def put_bytes(self, bucket: str, key: str, data: bytes) -> None:
-        with self._errors(bucket, key):
-            self.client.put_object(Bucket=bucket, Key=key, Body=data)
-
 
 class _ChunkStream(io.RawIOBase):
     """A raw, forward-only reader over one GET, with store errors mapped."""

@@ -61,12 +61,6 @@ class ValidatedPackage:
     def entrypoint(self) -> str:
         return self.manifest.entrypoint
 
-    @property
-    def entrypoint_path(self) -> Path:
-        if self.path is None:
-            raise ValueError("package not fetched: no local path")
-        return self.path.joinpath(*self.manifest.entrypoint.split("/"))
-
 
 def check_format(fmt: ModelFormat, *, allow_pickle: bool, allowed_formats: Collection[ModelFormat] | None) -> None:
     """FormatUnsupported when the caller cannot serve `fmt`; FormatNotAllowed for refused pickle."""
