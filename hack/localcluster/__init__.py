@@ -29,7 +29,7 @@ from .node import NAME as NODE_NAME
 from .node import POOL as REAL_POOL
 from .node import TOLERATION as REAL_TOLERATION
 from .node import RealNode, install_packages, node_ready
-from .objectstore import ObjectStore
+from .objectstore import LocalObjectStore
 from .procs import ClusterError
 from .tools import control_plane_binaries, link_tools
 
@@ -62,7 +62,7 @@ def status(layout: Layout | None = None) -> Status:
     if cluster_ok:
         # Only ask the apiserver when the processes are there (it needs no binaries rebuilt for that).
         cluster_ok = ControlPlane(layout, layout.bin).healthy(cluster_state)
-    store_ok = bool(store_procs) and all(procs.alive(p) for p in store_procs) and ObjectStore(layout).healthy()
+    store_ok = bool(store_procs) and all(procs.alive(p) for p in store_procs) and LocalObjectStore(layout).healthy()
     unavailable = _unavailable(layout)
     node_procs, node_state = procs.load(layout.node_state)
     node_ok = (unavailable is None and bool(node_procs) and all(procs.alive(p) for p in node_procs)
@@ -120,7 +120,7 @@ def _start_missing(components: tuple[str, ...], layout: Layout, now: Status) -> 
         _clean(layout, "objectstore")
         t = time.monotonic()
         _log("starting the object store (SeaweedFS S3 gateway)")
-        started, state = _attempts("object store", ObjectStore(layout, host).start)
+        started, state = _attempts("object store", LocalObjectStore(layout, host).start)
         procs.save(layout.objectstore_state, started, state)
         _log(f"object store ready at {state['endpoint']} in {time.monotonic() - t:.1f}s")
     if "cluster" in components and not now.cluster:

@@ -24,7 +24,7 @@ def weed_binary() -> Path:
     return Path(found)
 
 
-class ObjectStore:
+class LocalObjectStore:
     def __init__(self, layout: Layout, host: str = "127.0.0.1") -> None:
         self.layout = layout
         self.host = host

@@ -75,7 +75,7 @@ class SecretKeys(_Section):
     secret_access_key: str = "AWS_SECRET_ACCESS_KEY"
 
 
-class ObjectStore(_Section):
+class ObjectStoreDefaults(_Section):
     """Defaults for models that do not set source.endpoint / source.region."""
 
     endpoint: str | None = None
@@ -195,7 +195,7 @@ class OperatorConfig(BaseSettings):
     default_resources: ResourceDefaults = Field(default_factory=ResourceDefaults)
     allowed_formats: list[Format] = Field(default_factory=lambda: list(_SAFE_FORMATS))
     allow_pickle: bool = False
-    object_store: ObjectStore = Field(default_factory=ObjectStore)
+    object_store: ObjectStoreDefaults = Field(default_factory=ObjectStoreDefaults)
     watch: Watch = Field(default_factory=Watch)
     resync: Resync = Field(default_factory=Resync)
     startup: Startup = Field(default_factory=Startup)

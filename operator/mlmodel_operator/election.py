@@ -1,4 +1,4 @@
-"""Leader election decisions for operator replicas (pure; the Lease I/O is in adapters.lease).
+"""Leader election for operator replicas: what to do with the Lease (pure; the Lease I/O is in adapters.lease).
 
 The rules are client-go's leaderelection: a replica may take over a Lease only when the record (holder and
 renew time) has not changed for a whole lease duration *as measured on its own monotonic clock* since it
@@ -12,7 +12,9 @@ import enum
 from dataclasses import dataclass
 
 
-class Decision(enum.Enum):
+class LeaseAction(enum.Enum):
+    """What a replica does with the Lease on this attempt."""
+
     CREATE = "create"  # no Lease yet
     RENEW = "renew"  # we hold it
     TAKE_OVER = "take-over"  # released, or its holder stopped renewing a full duration ago
@@ -42,7 +44,8 @@ class Observed:
     since: float
 
 
-def observe(lease: LeaseView | None, last: Observed | None, now: float) -> Observed | None:
+def track(lease: LeaseView | None, last: Observed | None, now: float) -> Observed | None:
+    """The record seen now, and since when (kept while it does not change)."""
     if lease is None:
         return None
     if last is not None and last.record == lease.record:
@@ -50,16 +53,16 @@ def observe(lease: LeaseView | None, last: Observed | None, now: float) -> Obser
     return Observed(lease.record, now)
 
 
-def decide(lease: LeaseView | None, identity: str, observed: Observed | None, now: float) -> Decision:
+def lease_action(lease: LeaseView | None, identity: str, observed: Observed | None, now: float) -> LeaseAction:
     if lease is None:
-        return Decision.CREATE
+        return LeaseAction.CREATE
     if lease.holder == identity:
-        return Decision.RENEW
+        return LeaseAction.RENEW
     if not lease.holder:
-        return Decision.TAKE_OVER
+        return LeaseAction.TAKE_OVER
     if observed is not None and observed.record == lease.record and now - observed.since >= lease.duration_seconds:
-        return Decision.TAKE_OVER
-    return Decision.WAIT
+        return LeaseAction.TAKE_OVER
+    return LeaseAction.WAIT
 
 
 def lost(last_renewed: float, now: float, renew_deadline: float) -> bool:

@@ -18,6 +18,8 @@ LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
 
 # On the pod template (so on each ReplicaSet and pod): the operator's revision number.
 REVISION_LABEL = "serving.mlmodel.io/revision"
+# On the Deployment: the revision its pod template carries (an annotation, for `kubectl get -o yaml` readers).
+REVISION_ANNOTATION = "serving.mlmodel.io/revision"
 # On the pod template: hash of the template without the revision, to tell whether the desired
 # template is the one already rolled out (then its revision number is kept).
 FINGERPRINT_ANNOTATION = "serving.mlmodel.io/template-fingerprint"

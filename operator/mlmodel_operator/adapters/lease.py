@@ -23,7 +23,7 @@ from typing import Any, NoReturn
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from mlmodel_operator.election import Decision, LeaseView, Observed, decide, lost, observe
+from mlmodel_operator.election import LeaseAction, LeaseView, Observed, lease_action, lost, track
 
 log = logging.getLogger(__name__)
 
@@ -94,9 +94,9 @@ class LeaseElector:
         sent = self.clock()  # the lease is ours from no earlier than this, whatever the reply's delay
         view, raw = self._read()
         now = self.clock()
-        self._observed = observe(view, self._observed, now)
-        decision = decide(view, self.identity, self._observed, now)
-        if decision is Decision.WAIT:
+        self._observed = track(view, self._observed, now)
+        action = lease_action(view, self.identity, self._observed, now)
+        if action is LeaseAction.WAIT:
             return False
         stamp = _micro_time(datetime.now(UTC))
         spec: dict[str, Any] = {
@@ -105,7 +105,7 @@ class LeaseElector:
             "renewTime": stamp,
         }
         try:
-            if decision is Decision.CREATE:
+            if action is LeaseAction.CREATE:
                 spec |= {"acquireTime": stamp, "leaseTransitions": 0}
                 body: Any = {"metadata": {"name": self.name, "namespace": self.namespace}, "spec": spec}
                 self.api.create_namespaced_lease(
@@ -113,7 +113,7 @@ class LeaseElector:
             else:
                 assert view is not None
                 assert raw is not None
-                if decision is Decision.TAKE_OVER:
+                if action is LeaseAction.TAKE_OVER:
                     spec |= {"acquireTime": stamp, "leaseTransitions": view.transitions + 1}
                     log.info("taking over lease %s/%s from %s", self.namespace, self.name, view.holder or "nobody")
                 # resourceVersion makes this a compare-and-swap: of two replicas taking over, one gets a 409.

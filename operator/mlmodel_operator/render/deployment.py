@@ -163,7 +163,7 @@ def render_deployment(inp: RenderInput) -> dict[str, Any]:
             "name": name,
             "namespace": model.metadata.namespace,
             "labels": names.object_labels(name),
-            "annotations": {names.REVISION_LABEL: str(inp.revision)},
+            "annotations": {names.REVISION_ANNOTATION: str(inp.revision)},
             "ownerReferences": [owner_reference(inp)],
         },
         "spec": {
