@@ -52,6 +52,13 @@ def binaries() -> Path:
     return out
 
 
+def install_crds(kubectl: Any, bins: Path | None = None) -> None:
+    """KEDA's CRDs (ScaledObject, ScaledJob, TriggerAuthentication, ClusterTriggerAuthentication), applied."""
+    for crd in sorted(((bins or binaries()) / "crds").glob("*.yaml")):
+        kubectl("apply", "--server-side", "--force-conflicts", "--field-manager=mlmodel-localcluster", "-f", str(crd))
+    kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd/scaledobjects.keda.sh")
+
+
 def _certs(layout: Layout, host: str) -> Path:
     """KEDA's CA and the one certificate both its processes serve and dial with."""
     certs = folder(layout) / "certs"
@@ -96,15 +103,9 @@ class Keda:
         self.host = host
         self.dir = folder(layout)
 
-    def install_crds(self, bins: Path) -> None:
-        for crd in sorted((bins / "crds").glob("*.yaml")):
-            self.kubectl("apply", "--server-side", "--force-conflicts", "--field-manager=mlmodel-localcluster",
-                         "-f", str(crd))
-        self.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd/scaledobjects.keda.sh")
-
     def start(self) -> tuple[list[Proc], dict[str, object]]:
         bins = binaries()
-        self.install_crds(bins)
+        install_crds(self.kubectl, bins)
         certs = _certs(self.layout, self.host)
         ports: set[int] = set()
         grpc, op_metrics, op_health, api, adapter_metrics = (procs.free_port(ports) for _ in range(5))

@@ -228,10 +228,16 @@ class ControlPlane:
             return recorded
         pki.ensure_front_proxy(self.layout.pki)
         argv = [a for a in old.argv if a != "--v=1"] + [*aggregation_flags(self.layout.pki), "--v=1"]
+        server = str(state["server"])
         procs.stop([old])
         new = procs.start("kube-apiserver", argv, self.logs / "kube-apiserver.log")
-        server = str(state["server"])
-        procs.wait_until(lambda: self.get(server, "/readyz")[0] == 200, 90, "kube-apiserver /readyz", [new])
+        try:
+            procs.wait_until(lambda: self.get(server, "/readyz")[0] == 200, 90, "kube-apiserver /readyz", [new])
+        except ClusterError:
+            procs.stop([new])  # back to the apiserver as it was, so that the cluster keeps running
+            new = procs.start("kube-apiserver", old.argv, self.logs / "kube-apiserver.log")
+            procs.wait_until(lambda: self.get(server, "/readyz")[0] == 200, 90, "kube-apiserver /readyz", [new])
+            raise
         return [new if p is old else p for p in recorded]
 
     @staticmethod

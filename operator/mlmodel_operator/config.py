@@ -178,6 +178,32 @@ class LeaderElection(_Section):
         return self
 
 
+# --- autoscaling (spec.autoscaling; docs/autoscaling.md) ----------------------------------------------------
+
+
+class CustomMetricNames(_Section):
+    """Pods metrics of the custom metrics API (custom.metrics.k8s.io) that the HPA reads per signal, as the
+    cluster's adapter (e.g. prometheus-adapter) names them."""
+
+    in_flight_requests: str = "mlmodel_runtime_inflight_requests"
+    queue_depth: str = "mlmodel_runtime_queue_depth"
+    requests_per_second: str = "mlmodel_runtime_requests_per_second"
+
+
+class AutoscalingEngine(_Section):
+    """Which engine carries out spec.autoscaling: KEDA (a ScaledObject with a Prometheus trigger; KEDA creates
+    and feeds the HPA) or an autoscaling/v2 HPA on the custom metrics API of an adapter the cluster runs."""
+
+    engine: Literal["keda", "hpa"] = "keda"
+    prometheus_address: str = Field(
+        default="http://prometheus-operated.monitoring.svc:9090",
+        description="The Prometheus that scrapes the runtime pods (KEDA's Prometheus trigger queries it).",
+    )
+    polling_interval_seconds: int = Field(default=15, ge=1, le=3600, description="KEDA's pollingInterval.")
+    rate_window: str = Field(default="1m", pattern=r"^[0-9]+[smh]$", description="rate() window for RequestsPerSecond.")
+    custom_metrics: CustomMetricNames = Field(default_factory=CustomMetricNames)
+
+
 class OperatorConfig(BaseSettings):
     """The whole operator configuration."""
 
@@ -202,6 +228,7 @@ class OperatorConfig(BaseSettings):
     runtime: Runtime = Field(default_factory=Runtime)
     failure_detection: FailureDetection = Field(default_factory=FailureDetection)
     leader_election: LeaderElection = Field(default_factory=LeaderElection)
+    autoscaling: AutoscalingEngine = Field(default_factory=AutoscalingEngine)
     cluster_domain: str = "cluster.local"
     field_manager: str = "mlmodel-operator"
     metrics_port: int = Field(default=8090, ge=0, le=65535, description="0: no metrics listener.")

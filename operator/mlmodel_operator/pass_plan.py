@@ -177,7 +177,7 @@ def make_plan(world: World, validation: Validation, config: OperatorConfig, now:
     revisions = _revisions(model, wanted, transition, retry or previous.last_retry)
     facts = PassFacts(
         generation=model.metadata.generation,
-        desired_replicas=model.spec.replicas,
+        desired_replicas=model.spec.desired_replicas(),
         url=names.model_url(model.metadata.name, model.metadata.namespace, config.cluster_domain),
         selector=names.selector_string(model.metadata.name),
         observation=observed,

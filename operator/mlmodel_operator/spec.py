@@ -292,8 +292,90 @@ class QualityGate(_Model):
     )
 
 
+AutoscalingMetric = Literal["InFlightRequests", "QueueDepth", "RequestsPerSecond"]
+"""The runtime's own per-replica signals (docs/autoscaling.md): mlmodel_runtime_inflight_requests,
+mlmodel_runtime_queue_depth and the rate of mlmodel_runtime_requests_total."""
+
+
+class AutoscalingTarget(_Model):
+    """What each replica should carry on average; the autoscaler adds or removes replicas to keep it there."""
+
+    metric: AutoscalingMetric = Field(
+        description=(
+            "InFlightRequests: requests being handled (queued included) per replica; QueueDepth: requests "
+            "waiting for the model per replica; RequestsPerSecond: requests answered per second per replica."
+        ),
+    )
+    average_value: float = Field(
+        ge=0.001, le=1000000, description="The per-replica value to hold, e.g. 4 in-flight requests per replica."
+    )
+
+
+class ScalingPolicy(_Model):
+    """At most `value` pods (or percent of the current replicas) added or removed per `periodSeconds`."""
+
+    type: Literal["Pods", "Percent"] = Field(description="Pods: a number of replicas; Percent: of the current ones.")
+    value: int = Field(ge=1, le=10000, description="How many pods, or what percentage.")
+    period_seconds: int = Field(ge=1, le=1800, description="The window the policy counts changes over.")
+
+
+class ScalingRules(_Model):
+    """The HPA's rules for one direction (autoscaling/v2 HPAScalingRules)."""
+
+    stabilization_window_seconds: int | None = Field(
+        default=None, ge=0, le=3600,
+        description="Seconds of past recommendations considered; the most conservative one wins.",
+    )
+    select_policy: Literal["Max", "Min", "Disabled"] | None = Field(
+        default=None, description="Which policy wins when several apply; Disabled: never scale this way.",
+    )
+    policies: list[ScalingPolicy] | None = Field(
+        default=None, max_length=10, description="Limits on the rate of change.",
+    )
+
+
+class AutoscalingBehavior(_Model):
+    """Scale-up and scale-down rules; what is left out takes the model-server defaults (docs/autoscaling.md):
+    up at once (no stabilization, double or +4 pods every 15 s), down slowly (5 minutes' window, 1 pod a minute)."""
+
+    scale_up: ScalingRules | None = Field(default=None, description="How fast replicas are added.")
+    scale_down: ScalingRules | None = Field(default=None, description="How fast replicas are removed.")
+
+
+class Autoscaling(_Model):
+    """Replicas set by the Kubernetes HPA on one of the runtime's own signals (KEDA from Prometheus, or a
+    custom-metrics adapter: the operator's configuration says which); the HPA scales the MLModel's scale
+    subresource, so it owns spec.replicas."""
+
+    model_config = ConfigDict(
+        json_schema_extra=_validations(
+            _rule("self.minReplicas <= self.maxReplicas", "minReplicas must not exceed maxReplicas", ".minReplicas"),
+        )
+    )
+
+    min_replicas: int = Field(default=1, ge=1, le=1000, description="Fewest replicas.")
+    max_replicas: int = Field(ge=1, le=1000, description="Most replicas.")
+    target: AutoscalingTarget = Field(description="The per-replica signal and the value to hold.")
+    behavior: AutoscalingBehavior | None = Field(
+        default=None, description="Scale-up and scale-down rules (model-server defaults for what is left out).",
+    )
+
+
+# spec.replicas and spec.autoscaling may not both be written, except by the autoscaler: once autoscaling is on,
+# the HPA writes spec.replicas through the scale subresource (an update of an object that had autoscaling).
+_REPLICAS_XOR_AUTOSCALING: dict[str, Any] = {
+    "rule": "!has(self.autoscaling) || !has(self.replicas) || (oldSelf.hasValue() && has(oldSelf.value().autoscaling))",
+    "message": "spec.replicas and spec.autoscaling are mutually exclusive: with autoscaling the autoscaler sets the "
+    "replicas through the scale subresource; leave spec.replicas out (remove it when turning autoscaling on)",
+    "fieldPath": ".replicas",
+    "optionalOldSelf": True,
+}
+
+
 class MLModelSpec(_Model):
     """The desired state of a served model."""
+
+    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [_REPLICAS_XOR_AUTOSCALING]})
 
     source: Source = Field(description="Where the model package is and how to read it.")
     format: Format | None = Field(
@@ -303,11 +385,14 @@ class MLModelSpec(_Model):
             "joblib is pickle-based and refused unless the operator allows pickle."
         ),
     )
-    replicas: int = Field(
-        default=1,
+    replicas: int | None = Field(
+        default=None,
         ge=0,
         le=1000,
-        description="Runtime replicas (the scale subresource: kubectl scale and an HPA set this).",
+        description=(
+            "Runtime replicas (the scale subresource: kubectl scale and an HPA set this). Unset: 1, or with "
+            "spec.autoscaling what the autoscaler sets; not to be written together with spec.autoscaling."
+        ),
     )
     node_pool: str | None = Field(
         default=None,
@@ -352,6 +437,13 @@ class MLModelSpec(_Model):
         json_schema_extra={"default": {}},
         description="Labels and annotations copied onto the runtime pods.",
     )
+    autoscaling: Autoscaling | None = Field(
+        default=None,
+        description=(
+            "Replicas from the HPA on in-flight requests, queue depth or requests per second per replica "
+            "(docs/autoscaling.md); mutually exclusive with spec.replicas."
+        ),
+    )
     quality_gate: QualityGate | None = Field(
         default=None,
         description=(
@@ -359,6 +451,13 @@ class MLModelSpec(_Model):
             "metric they name) is Stalled with reason QualityGateFailed and the serving revision is left as it is."
         ),
     )
+
+
+    def desired_replicas(self) -> int:
+        """spec.replicas; unset: 1, or with spec.autoscaling its minReplicas until the autoscaler sets them."""
+        if self.replicas is not None:
+            return self.replicas
+        return self.autoscaling.min_replicas if self.autoscaling is not None else 1
 
 
 # ---------------------------------------------------------------------------------------------

@@ -55,7 +55,7 @@ def test_name_must_suit_a_service(crd: None, kubectl: Kubectl, namespace: str) -
 def test_valid_spec_gets_defaults(crd: None, kubectl: Kubectl, namespace: str) -> None:
     kubectl.apply(mlmodel("m", URI), namespace)
     spec = kubectl.json("get", "mlmodel", "m", "-n", namespace)["spec"]
-    assert spec["replicas"] == 1
+    assert "replicas" not in spec  # no default: spec.autoscaling may own it (MLModelSpec.desired_replicas)
     assert spec["rollout"] == {"strategy": "Surge", "progressDeadlineSeconds": 600, "autoRollback": True}
     assert spec["revisionHistoryLimit"] == 10
     assert spec["resources"] == {"gpu": 0}

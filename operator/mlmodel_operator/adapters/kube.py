@@ -21,6 +21,11 @@ from mlmodel_operator.spec import GROUP, PLURAL, VERSION
 log = logging.getLogger(__name__)
 
 APPLY_PATCH = "application/apply-patch+yaml"
+# kind -> (group, version, plural) of the objects that carry out spec.autoscaling.
+AUTOSCALERS = {
+    "ScaledObject": ("keda.sh", "v1alpha1", "scaledobjects"),
+    "HorizontalPodAutoscaler": ("autoscaling", "v2", "horizontalpodautoscalers"),
+}
 MERGE_PATCH = "application/merge-patch+json"
 
 
@@ -133,10 +138,45 @@ class KubeApi:
             response = self.apps.patch_namespaced_deployment(meta["name"], meta["namespace"], dict(obj), **kwargs)
         elif kind == "Service":
             response = self.core.patch_namespaced_service(meta["name"], meta["namespace"], dict(obj), **kwargs)
+        elif kind in AUTOSCALERS:
+            group, version, plural = AUTOSCALERS[kind]
+            response = self.custom.patch_namespaced_custom_object(
+                group, version, meta["namespace"], plural, meta["name"], dict(obj), **kwargs)
         else:
             raise ValueError(f"cannot apply a {kind}")
         self.metrics.writes.labels(resource=kind.lower() + "s", verb="apply").inc()
         return _data(response)
+
+    # -- the autoscaler of spec.autoscaling (render.autoscaling): a KEDA ScaledObject or an HPA ----------------
+
+    def get_autoscaler(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        group, version, plural = AUTOSCALERS[kind]
+        try:
+            return _data(self.custom.get_namespaced_custom_object(
+                group, version, namespace, plural, name, _preload_content=False))
+        except ApiException as exc:
+            if _missing(exc):
+                return None
+            raise
+
+    def get_hpa(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """The HPA (KEDA's too: it is named after the model), for its desired replicas and conditions."""
+        return self.get_autoscaler("HorizontalPodAutoscaler", namespace, name)
+
+    def delete_autoscaler(self, kind: str, namespace: str, name: str) -> bool:
+        """Delete the autoscaler of a model whose spec.autoscaling went; False when there was none (or its CRD
+        is not installed: nothing of that kind can exist)."""
+        group, version, plural = AUTOSCALERS[kind]
+        self.fence()
+        try:
+            self.custom.delete_namespaced_custom_object(group, version, namespace, plural, name,
+                                                        _preload_content=False)
+        except ApiException as exc:
+            if _missing(exc):
+                return False
+            raise
+        self.metrics.writes.labels(resource=plural, verb="delete").inc()
+        return True
 
     def patch_model_status(
         self, namespace: str, name: str, status: Mapping[str, Any], resource_version: str | None = None

@@ -167,7 +167,7 @@ def render_deployment(inp: RenderInput) -> dict[str, Any]:
             "ownerReferences": [owner_reference(inp)],
         },
         "spec": {
-            "replicas": model.spec.replicas,
+            "replicas": model.spec.desired_replicas(),
             "revisionHistoryLimit": model.spec.revision_history_limit,
             "progressDeadlineSeconds": model.spec.rollout.progress_deadline_seconds,
             "selector": {"matchLabels": names.selector_labels(name)},
