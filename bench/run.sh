@@ -23,4 +23,5 @@ fi
 if [ "$only" = all ] || [ "$only" = runtime ]; then
   run $PY bench/runtime/run.py ${BENCH_QUICK:+--quick}
   run $PY bench/runtime-hardening/run.py
+  run $PY bench/canary/shadow_bench.py
 fi

@@ -6,6 +6,10 @@ Off the response path and bounded: `offer` only schedules the copy (it never awa
 failing or dead candidate costs the stable revision nothing but those tasks. The share is exact, not random:
 a credit grows by `percent`/100 per request and a copy goes out each time it reaches 1.
 
+The copies go over a few kept-alive HTTP/1.1 connections of a small client below (asyncio streams): httpx cost
+about 2 ms of CPU per copy, which at a 10% share took 65% of the stable runtime's throughput on 2 cores
+(bench/canary/shadow_bench.py); the candidate is our own runtime, whose answers always carry Content-Length.
+
 Metrics (`mlmodel_runtime_shadow_requests_total{model, revision, candidate, result}`): agree (every output
 within the tolerance), disagree, error (the candidate failed, timed out or answered something unreadable),
 dropped (too many copies in flight). The operator's canary analysis reads agree and disagree.
@@ -17,8 +21,8 @@ import asyncio
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
-import httpx
 import numpy as np
 import orjson
 from prometheus_client import Counter
@@ -96,6 +100,57 @@ def agrees(stable: Mapping[str, Array], candidate: Mapping[str, Array], config: 
     return True
 
 
+class ShadowError(Exception):
+    pass
+
+
+class _Connections:
+    """Kept-alive HTTP/1.1 connections to one host: POST a body, get (status, headers, body)."""
+
+    def __init__(self, url: str, timeout_s: float) -> None:
+        parts = urlsplit(url)
+        if parts.scheme != "http" or not parts.hostname:
+            raise ValueError(f"shadow URL {url!r}: expected http://host[:port]")
+        self.host, self.port = parts.hostname, parts.port or 80
+        self.timeout_s = timeout_s
+        self._idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+
+    async def post(self, path: str, body: bytes, headers: Mapping[str, str]) -> tuple[int, dict[str, str], bytes]:
+        head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+        request = (f"POST {path} HTTP/1.1\r\nHost: {self.host}\r\nContent-Length: {len(body)}\r\n{head}\r\n"
+                   .encode("latin-1") + body)
+        async with asyncio.timeout(self.timeout_s):
+            while self._idle:  # a kept connection the server has closed meanwhile (its idle timeout): the next
+                try:
+                    return await self._exchange(*self._idle.pop(), request)
+                except (asyncio.IncompleteReadError, ConnectionError):
+                    continue
+            return await self._exchange(*await asyncio.open_connection(self.host, self.port), request)
+
+    async def _exchange(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes
+    ) -> tuple[int, dict[str, str], bytes]:
+        try:
+            writer.write(request)
+            top = await reader.readuntil(b"\r\n\r\n")
+            status_line, *lines = top.decode("latin-1").split("\r\n")
+            fields = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines if line)}
+            content = await reader.readexactly(int(fields.get("content-length", "0")))
+        except BaseException:
+            writer.close()
+            raise
+        if fields.get("connection", "").lower() == "close":
+            writer.close()
+        else:
+            self._idle.append((reader, writer))
+        return int(status_line.split()[1]), fields, content
+
+    def close(self) -> None:
+        for _, writer in self._idle:
+            writer.close()
+        self._idle.clear()
+
+
 class Shadow:
     """Copies requests of `model` (revision `revision`) to the candidate and compares the answers."""
 
@@ -105,8 +160,8 @@ class Shadow:
         self._counts = {r: counter.labels(model, revision, config.candidate, r) for r in RESULTS}
         self._credit = 0.0
         self._tasks: set[asyncio.Task[None]] = set()
-        self._client: httpx.AsyncClient | None = None
-        self._infer_url = f"{config.url.rstrip('/')}/v2/models/{model}/infer"
+        self._connections = _Connections(config.url, config.timeout_s)
+        self._infer_path = f"{urlsplit(config.url).path.rstrip('/')}/v2/models/{model}/infer"
 
     def offer(self, inputs: Mapping[str, Array], outputs: Mapping[str, Array]) -> None:
         """Called on the event loop with a request's inputs and the stable outputs, after they are computed."""
@@ -124,17 +179,15 @@ class Shadow:
         task.add_done_callback(self._tasks.discard)
 
     async def _compare(self, inputs: dict[str, Array], stable: dict[str, Array]) -> None:
-        if self._client is None:
-            limits = httpx.Limits(max_connections=self.config.max_inflight)
-            self._client = httpx.AsyncClient(timeout=self.config.timeout_s, limits=limits)
         body, header_length = encode_request(inputs, stable)
         headers = {"Content-Type": "application/octet-stream", "Inference-Header-Content-Length": str(header_length)}
         try:
-            response = await self._client.post(self._infer_url, content=body, headers=headers)
-            if response.status_code != 200:
-                raise ValueError(f"HTTP {response.status_code}: {response.text[:200]}")
-            answer = decode_response(response.content, int(response.headers["inference-header-content-length"]))
-        except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
+            status, fields, content = await self._connections.post(self._infer_path, body, headers)
+            if status != 200:
+                raise ShadowError(f"HTTP {status}: {content[:200]!r}")
+            answer = decode_response(content, int(fields["inference-header-content-length"]))
+        except (OSError, TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ShadowError,
+                ValueError, KeyError, TypeError) as exc:
             log.debug("shadow request failed: %s", exc)
             self._counts["error"].inc()
             return
@@ -144,5 +197,4 @@ class Shadow:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self._client is not None:
-            await self._client.aclose()
+        self._connections.close()
