@@ -31,8 +31,9 @@ tools: ## system tools the tests use (promtool), installed with apt when missing
 	  { $$SUDO apt-get update -q >/dev/null && $$SUDO apt-get install -y --no-install-recommends prometheus >/dev/null; } || \
 	  echo "warning: promtool could not be installed; the alert-rule tests will fail"; }
 
-binaries: ## build the control plane binaries from source once (cached in ~/.cache/mlmodel-operator)
+binaries: ## build the control plane binaries and KEDA from source once (cached in ~/.cache/mlmodel-operator)
 	@hack/build/build-binaries.sh >/dev/null
+	@hack/build/build-binaries.sh keda >/dev/null
 
 cluster-up: venv binaries ## start the local cluster and object store (idempotent)
 	@$(CLUSTER) up

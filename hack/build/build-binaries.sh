@@ -37,12 +37,13 @@ build_keda() {
     (cd "$dir" && go build -trimpath -ldflags "$ld" -o "$keda_out/$name.tmp" "./cmd/$b") && mv "$keda_out/$name.tmp" "$keda_out/$name"
   done
   mkdir -p "$keda_out/crds"
-  cp "$dir"/config/crd/bases/keda.sh_*.yaml "$keda_out/crds/"
+  cp "$dir"/config/crd/bases/*.yaml "$keda_out/crds/"  # keda.sh and eventing.keda.sh: the operator watches both
 }
 bins=(kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy etcd kwok kstatus pause)
 
 if [ "${1:-}" = keda ]; then
-  if [ -x "$keda_out/keda" ] && [ -x "$keda_out/keda-adapter" ] && [ -f "$keda_out/crds/keda.sh_scaledobjects.yaml" ]; then
+  if [ -x "$keda_out/keda" ] && [ -x "$keda_out/keda-adapter" ] && [ -f "$keda_out/crds/keda.sh_scaledobjects.yaml" ] \
+     && [ -f "$keda_out/crds/eventing.keda.sh_cloudeventsources.yaml" ]; then
     echo "$keda_out"; exit 0
   fi
   command -v go >/dev/null || { echo "error: Go (1.26+) is needed once to build KEDA" >&2; exit 1; }

@@ -36,8 +36,8 @@ from .tools import control_plane_binaries, link_tools
 __all__ = ["ALL_COMPONENTS", "REAL_POOL", "REAL_TOLERATION", "ClusterError", "Layout", "Status", "down",
            "local_operator_config", "status", "up"]
 
-COMPONENTS = ("cluster", "objectstore", "prometheus")  # `make cluster-up`
-ALL_COMPONENTS = (*COMPONENTS, "keda")
+COMPONENTS = ("cluster", "objectstore", "prometheus", "keda")  # `make cluster-up`
+ALL_COMPONENTS = COMPONENTS
 
 
 @dataclass

@@ -53,7 +53,8 @@ def binaries() -> Path:
 
 
 def install_crds(kubectl: Any, bins: Path | None = None) -> None:
-    """KEDA's CRDs (ScaledObject, ScaledJob, TriggerAuthentication, ClusterTriggerAuthentication), applied."""
+    """KEDA's CRDs (ScaledObject, ScaledJob, TriggerAuthentication, ClusterTriggerAuthentication and the eventing
+    ones, CloudEventSource and ClusterCloudEventSource, whose informers the operator waits for), applied."""
     for crd in sorted(((bins or binaries()) / "crds").glob("*.yaml")):
         kubectl("apply", "--server-side", "--force-conflicts", "--field-manager=mlmodel-localcluster", "-f", str(crd))
     kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd/scaledobjects.keda.sh")
