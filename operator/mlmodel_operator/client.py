@@ -1,15 +1,16 @@
-"""The `mlmodel` CLI's one contact with the Kubernetes API: read an MLModel, and ask for a rollback by
-patching `spec.rollbackTo` (the operator never writes spec; this is the user's own change)."""
+"""The client side of the MLModel API, for the `mlmodel` CLI's cluster commands (`mlmodel history`, `mlmodel
+rollback`): read an MLModel, and ask for a rollback by patching `spec.rollbackTo` (the operator never writes
+spec; this is the user's own change). The group, version and plural are the typed spec's."""
 
 from __future__ import annotations
 
 import json
 from typing import Any
 
-GROUP, VERSION, PLURAL = "serving.mlmodel.io", "v1alpha1", "mlmodels"
+from mlmodel_operator.spec import GROUP, PLURAL, VERSION
 
 
-class ClusterError(Exception):
+class ModelApiError(Exception):
     """The MLModel is missing, or the API refused; `reason` is CamelCase."""
 
     def __init__(self, reason: str, message: str) -> None:
@@ -39,16 +40,16 @@ class Models:
             response = fn(*args, _preload_content=False, **kwargs)
         except ApiException as exc:
             if exc.status == 404:
-                raise ClusterError("NotFound", f"{what}: not found") from None
+                raise ModelApiError("NotFound", f"{what}: not found") from None
             if exc.status in (401, 403):
-                raise ClusterError("Forbidden", f"{what}: the cluster refused ({exc.status} {exc.reason})") from None
+                raise ModelApiError("Forbidden", f"{what}: the cluster refused ({exc.status} {exc.reason})") from None
             try:
                 detail = json.loads(exc.body or "{}").get("message") or exc.reason
             except ValueError:
                 detail = exc.reason
-            raise ClusterError("ApiError", f"{what}: {detail}") from None
+            raise ModelApiError("ApiError", f"{what}: {detail}") from None
         except OSError as exc:
-            raise ClusterError("Unreachable", f"{what}: the cluster is unreachable ({exc})") from None
+            raise ModelApiError("Unreachable", f"{what}: the cluster is unreachable ({exc})") from None
         return dict(json.loads(response.data))
 
     def get(self, namespace: str, name: str) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 import yaml
+from mlmodel_operator.spec import API_VERSION  # the MLModel's group/version: the typed spec defines them
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -35,8 +36,6 @@ from mlmodel_runtime.package.source import InvalidUri, PackageUri, open_source, 
 from mlmodel_runtime.package.store import ObjectStore, redact_endpoint
 from mlmodel_runtime.package.verify import ValidatedPackage, check_head, validate_package
 from mlmodel_runtime.packing import PackError, QualityInputs, pack
-
-API_VERSION = "serving.mlmodel.io/v1alpha1"
 
 app = typer.Typer(
     name="mlmodel",
@@ -394,11 +393,11 @@ OUTCOME_STYLE = {"Serving": "green", "Superseded": "dim", "Failed": "red", "Roll
 
 @contextmanager
 def _cluster_failures(output: Output) -> Iterator[None]:
-    from mlmodel_runtime.cluster import ClusterError
+    from mlmodel_operator.client import ModelApiError
 
     try:
         yield
-    except ClusterError as exc:
+    except ModelApiError as exc:
         _fail(output, exc.reason, exc.message, EXIT_USAGE if exc.reason == "RevisionNotInHistory" else 1)
 
 
@@ -414,9 +413,8 @@ def history_command(
     output: OutputOpt = Output.TEXT,
 ) -> None:
     """Show an MLModel's revisions (status.history): which serves, which failed and why."""
+    from mlmodel_operator.client import Models
     from rich.table import Table
-
-    from mlmodel_runtime.cluster import Models
 
     with _cluster_failures(output):
         models = Models(kubeconfig)
@@ -469,7 +467,7 @@ def rollback_command(
 ) -> None:
     """Pin an earlier revision (spec.rollbackTo) until cleared; the operator serves it without re-validating.
     Changes nothing but the MLModel's spec.rollbackTo; with GitOps, make the same change in Git."""
-    from mlmodel_runtime.cluster import ClusterError, Models
+    from mlmodel_operator.client import ModelApiError, Models
 
     if (to_revision is None) == (not clear):
         _fail(output, "UsageError", "give --to-revision N or --clear", EXIT_USAGE)
@@ -479,7 +477,7 @@ def rollback_command(
         model = models.get(ns, name)
         kept = [int(e["revision"]) for e in _history(model) if "revision" in e]
         if to_revision is not None and to_revision not in kept:
-            raise ClusterError(
+            raise ModelApiError(
                 "RevisionNotInHistory",
                 f"revision {to_revision} is not in the history of {ns}/{name} "
                 f"(kept: {', '.join(map(str, kept)) or 'none'}; see `mlmodel history {name}`)",

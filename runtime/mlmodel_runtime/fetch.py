@@ -21,17 +21,14 @@ from pydantic import ValidationError
 
 from mlmodel_runtime.backends.errors import ModelLoadError
 from mlmodel_runtime.package import EXIT_USAGE, FormatUnsupported, ModelFormat, PackageError
+from mlmodel_runtime.package.errors import EXIT_FAILED as EXIT_FAILED  # the table is the package contract's
+from mlmodel_runtime.package.errors import EXIT_OK as EXIT_OK
 from mlmodel_runtime.package.fetch import fetch_package
 from mlmodel_runtime.package.source import InvalidUri, parse_uri
 from mlmodel_runtime.package.verify import ValidatedPackage, validate_package
 from mlmodel_runtime.settings import FetchSettings
 
 log = logging.getLogger(__name__)
-
-EXIT_OK = 0
-EXIT_FAILED = 1
-"""Anything else that stops the runtime (e.g. a model the framework cannot load)."""
-
 
 def exit_code_for(exc: BaseException) -> int:
     """The contract's exit code for a failure (docs/contracts.md, failure reasons)."""

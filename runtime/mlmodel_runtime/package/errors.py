@@ -9,6 +9,10 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+# The contract's exit codes (docs/contracts.md): 0 and 1 here, 2 for usage, and one per failure class below.
+EXIT_OK = 0
+EXIT_FAILED = 1
+"""Anything else that stops the runtime (e.g. a model the framework cannot load)."""
 EXIT_USAGE = 2
 """Exit code for a usage or settings error (bad flags, a URI that cannot be parsed)."""
 
