@@ -141,69 +141,20 @@ class Plan:
 
 def make_plan(world: World, validation: Validation, config: OperatorConfig, now: datetime) -> Plan:
     """The whole pass, decided (see the module's docstring)."""
-    model = world.model
-    previous = model.status
+    previous = world.model.status
     stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ")
     observed = world.observation(world.deployment)
     live = plan.live_template(world.deployment, observed.complete)
-
-    failure: Failure | None = validation if isinstance(validation, Failure) else None
-    pending = validation.message if isinstance(validation, Pending) else None
-    wanted: RevisionRecord | None = None
-    if failure is None and pending is None:
-        try:
-            wanted = wanted_revision(model, validation, live, config, stamp)  # type: ignore[arg-type]
-        except plan.Refused as refused:
-            failure = Failure(refused.reason, refused.message)
-
-    evidence = None
-    rollout = previous.rollout
-    if rollout is not None and rollout.revision == live.revision and not live.complete:
-        evidence = plan.revision_failure(world.deployment, world.pods, rollout.revision, now,
-                                         Limits.of(config.failure_detection))
-    retry = world.retry_annotation
-    transition = plan.advance(
-        plan.RevisionInputs(
-            status=previous,
-            wanted=wanted,
-            live=live,
-            evidence=evidence,
-            auto_rollback=model.spec.rollout.auto_rollback,
-            retry=retry is not None and retry != previous.last_retry,
-            history_limit=model.spec.revision_history_limit,
-            now=stamp,
-        )
-    )
-    revisions = _revisions(model, wanted, transition, retry or previous.last_retry)
-    facts = PassFacts(
-        generation=model.metadata.generation,
-        desired_replicas=model.spec.desired_replicas(),
-        url=names.model_url(model.metadata.name, model.metadata.namespace, config.cluster_domain),
-        selector=names.selector_string(model.metadata.name),
-        observation=observed,
-        package=wanted.package() if wanted else None,
-        failure=failure,
-        pending=pending,
-        applied_revision=transition.target.revision if transition.target else None,
-        revisions=revisions,
-        quality_gate=model.spec.quality_gate is not None and model.spec.rollback_to is None,
-    )
+    wanted, failure = _wanted(world.model, validation, live, config, stamp)
+    transition = _transition(world, wanted, live, config, now, stamp)
+    facts = _facts(world, validation, wanted, failure, transition, observed, config)
 
     write_ahead = None
     if transition.failed_now is not None:
         write_ahead = status_write(world, previous, compute_status(previous, facts, stamp))
-
-    deployment = service = None
-    if transition.target is not None:
-        try:
-            deployment, service = _render(model, transition.target, config)
-        except plan.Refused as refused:  # e.g. a history entry's node pool left the configuration
-            facts = replace(facts, failure=Failure(refused.reason, refused.message))
-    if deployment is not None and plan.classify(world.deployment, deployment) is plan.Action.UNCHANGED:
-        deployment = None
-    if service is not None and plan.classify(world.service, service) is plan.Action.UNCHANGED:
-        service = None
-
+    deployment, service, refused = _changed_objects(world, transition.target, config)
+    if refused is not None:
+        facts = replace(facts, failure=refused)
     return Plan(
         world=world,
         transition=transition,
@@ -213,8 +164,86 @@ def make_plan(world: World, validation: Validation, config: OperatorConfig, now:
         deployment=deployment,
         service=service,
         failure=facts.failure,
-        pending=pending,
+        pending=facts.pending,
         counts=_counts(transition, previous),
+    )
+
+
+def _wanted(
+    model: MLModel, validation: Validation, live: plan.LiveTemplate, config: OperatorConfig, stamp: str
+) -> tuple[RevisionRecord | None, Failure | None]:
+    """The revision the spec asks for, or why it cannot be served; (None, None) while validation is pending."""
+    if isinstance(validation, Failure):
+        return None, validation
+    if isinstance(validation, Pending):
+        return None, None
+    try:
+        return wanted_revision(model, validation, live, config, stamp), None
+    except plan.Refused as refused:
+        return None, Failure(refused.reason, refused.message)
+
+
+def _transition(
+    world: World, wanted: RevisionRecord | None, live: plan.LiveTemplate, config: OperatorConfig, now: datetime,
+    stamp: str,
+) -> plan.Transition:
+    """plan.advance over what the pass found, with the evidence of the rolling-out revision's failure."""
+    previous, spec = world.model.status, world.model.spec
+    evidence = None
+    if previous.rollout is not None and previous.rollout.revision == live.revision and not live.complete:
+        evidence = plan.revision_failure(world.deployment, world.pods, previous.rollout.revision, now,
+                                         Limits.of(config.failure_detection))
+    retry = world.retry_annotation
+    return plan.advance(
+        plan.RevisionInputs(
+            status=previous,
+            wanted=wanted,
+            live=live,
+            evidence=evidence,
+            auto_rollback=spec.rollout.auto_rollback,
+            retry=retry is not None and retry != previous.last_retry,
+            history_limit=spec.revision_history_limit,
+            now=stamp,
+        )
+    )
+
+
+def _facts(
+    world: World, validation: Validation, wanted: RevisionRecord | None, failure: Failure | None,
+    transition: plan.Transition, observed: Observation, config: OperatorConfig,
+) -> PassFacts:
+    """What status is computed from."""
+    model = world.model
+    return PassFacts(
+        generation=model.metadata.generation,
+        desired_replicas=model.spec.desired_replicas(),
+        url=names.model_url(model.metadata.name, model.metadata.namespace, config.cluster_domain),
+        selector=names.selector_string(model.metadata.name),
+        observation=observed,
+        package=wanted.package() if wanted else None,
+        failure=failure,
+        pending=validation.message if isinstance(validation, Pending) else None,
+        applied_revision=transition.target.revision if transition.target else None,
+        revisions=_revisions(model, wanted, transition, world.retry_annotation or model.status.last_retry),
+        quality_gate=model.spec.quality_gate is not None and model.spec.rollback_to is None,
+    )
+
+
+def _changed_objects(
+    world: World, target: RevisionRecord | None, config: OperatorConfig
+) -> tuple[Object | None, Object | None, Failure | None]:
+    """`target`'s Deployment and Service where they differ from the live ones (None: leave it), or why `target`
+    cannot be rendered (e.g. a history entry's node pool left the configuration)."""
+    if target is None:
+        return None, None, None
+    try:
+        deployment, service = _render(world.model, target, config)
+    except plan.Refused as refused:
+        return None, None, Failure(refused.reason, refused.message)
+    return (
+        None if plan.classify(world.deployment, deployment) is plan.Action.UNCHANGED else deployment,
+        None if plan.classify(world.service, service) is plan.Action.UNCHANGED else service,
+        None,
     )
 
 
