@@ -168,71 +168,18 @@ def _known(
 
 def advance(inp: RevisionInputs) -> Transition:
     """The next state of the revisions and the one to render (see the module's docstring)."""
-    status, wanted, live = inp.status, inp.wanted, inp.live
-    history = tuple(status.history)
-    rollout = status.rollout
-    failed_now: HistoryEntry | None = None
-    served_now: int | None = None
-
-    # 1. The live revision's rollout: complete -> it serves (even one recorded Failed, when Kubernetes
-    #    completed it after all); failing evidence while it rolls out -> Failed. Success wins a tie.
-    live_record = _known(live.revision, rollout, wanted, history=history)
-    current = serving_entry(history)
-    if live.revision is not None and live.complete and live_record is not None:
-        if current is None or current.revision != live.revision:
-            history = serve(history, record_of(live_record))
-            served_now = live.revision
-        if rollout is not None and rollout.revision == live.revision:
-            rollout = None
-    elif rollout is not None and rollout.revision == live.revision and inp.evidence is not None:
-        failed_now = entry_of(rollout, "Failed", inp.evidence.reason, inp.evidence.message)
-        history = put(history, failed_now)
-        rollout = None
-
-    # 2. A rollout the spec no longer asks for was replaced before it served.
-    if wanted is not None and rollout is not None and rollout.revision != wanted.revision:
-        left = find_entry(history, rollout.revision)
-        if left is None or left.outcome == "Failed":
-            history = put(history, entry_of(rollout, replaced_outcome(rollout.revision, wanted.revision),
-                                            message=f"replaced by revision {wanted.revision} before it served"))
-        rollout = None
-
-    # 3. The revision to render.
+    live_record = _known(inp.live.revision, inp.status.rollout, inp.wanted, history=inp.status.history)
+    history, rollout, failed_now, served_now = _settle_live(inp, live_record)
+    history, rollout = _drop_replaced(inp.wanted, history, rollout)
+    target, rollout, blocked, retried = _choose_target(inp, history, rollout, live_record)
     serving = serving_entry(history)
-    blocked: HistoryEntry | None = None
-    rolled_back = retried = False
-    target: RevisionRecord | None
-    if wanted is None:
-        # Nothing valid to roll out: leave the Deployment, unless its revision failed and one can go back.
-        failed_live = find_entry(history, live.revision)
-        if failed_live is not None and failed_live.outcome == "Failed":
-            blocked = failed_live
-        target = None
-    else:
-        earlier = find_entry(history, wanted.revision)
-        in_progress = rollout is not None and rollout.revision == wanted.revision
-        if earlier is not None and earlier.outcome == "Failed" and not in_progress:
-            if inp.retry:
-                retried = True
-            else:
-                blocked = earlier
-        if blocked is None:
-            target = wanted
-            if serving is not None and serving.revision == wanted.revision:
-                rollout = None
-            elif not in_progress:
-                created = inp.now if retried or earlier is None else earlier.created_at
-                rollout = wanted.model_copy(update={"created_at": created})
-        else:
-            target = live_record if live_record is not None else None
+    rolled_back = False
     if blocked is not None and inp.auto_rollback and serving is not None and serving.revision != blocked.revision:
         target = record_of(serving)
         rolled_back = True
-
-    history = trim(history, inp.history_limit, keep=[wanted.revision if wanted else None,
-                                                     rollout.revision if rollout else None])
+    keep = [inp.wanted.revision if inp.wanted else None, rollout.revision if rollout else None]
     return Transition(
-        history=history,
+        history=trim(history, inp.history_limit, keep=keep),
         rollout=rollout,
         target=target,
         blocked=blocked,
@@ -241,3 +188,66 @@ def advance(inp: RevisionInputs) -> Transition:
         served_now=served_now,
         retried=retried,
     )
+
+
+History = tuple[HistoryEntry, ...]
+
+
+def _settle_live(
+    inp: RevisionInputs, live_record: RevisionRecord | None
+) -> tuple[History, RevisionRecord | None, HistoryEntry | None, int | None]:
+    """1. The live revision's rollout: complete -> it serves (even one recorded Failed, when Kubernetes completed
+    it after all); failing evidence while it rolls out -> Failed. Success wins a tie.
+    Returns (history, rollout, failed now, served now)."""
+    live, history, rollout = inp.live, tuple(inp.status.history), inp.status.rollout
+    if live.revision is not None and live.complete and live_record is not None:
+        current = serving_entry(history)
+        served_now = None
+        if current is None or current.revision != live.revision:
+            history = serve(history, record_of(live_record))
+            served_now = live.revision
+        if rollout is not None and rollout.revision == live.revision:
+            rollout = None
+        return history, rollout, None, served_now
+    if rollout is not None and rollout.revision == live.revision and inp.evidence is not None:
+        failed_now = entry_of(rollout, "Failed", inp.evidence.reason, inp.evidence.message)
+        return put(history, failed_now), None, failed_now, None
+    return history, rollout, None, None
+
+
+def _drop_replaced(
+    wanted: RevisionRecord | None, history: History, rollout: RevisionRecord | None
+) -> tuple[History, RevisionRecord | None]:
+    """2. A rollout the spec no longer asks for was replaced before it served."""
+    if wanted is None or rollout is None or rollout.revision == wanted.revision:
+        return history, rollout
+    left = find_entry(history, rollout.revision)
+    if left is None or left.outcome == "Failed":
+        history = put(history, entry_of(rollout, replaced_outcome(rollout.revision, wanted.revision),
+                                        message=f"replaced by revision {wanted.revision} before it served"))
+    return history, None
+
+
+def _choose_target(
+    inp: RevisionInputs, history: History, rollout: RevisionRecord | None, live_record: RevisionRecord | None
+) -> tuple[RevisionRecord | None, RevisionRecord | None, HistoryEntry | None, bool]:
+    """3. The revision to render, before any rollback. Returns (target, rollout, blocked, retried): `blocked` is a
+    failed revision the spec asks for (not retried)."""
+    wanted = inp.wanted
+    if wanted is None:
+        # Nothing valid to roll out: leave the Deployment, unless its revision failed and one can go back.
+        failed_live = find_entry(history, inp.live.revision)
+        blocked = failed_live if failed_live is not None and failed_live.outcome == "Failed" else None
+        return None, rollout, blocked, False
+    earlier = find_entry(history, wanted.revision)
+    in_progress = rollout is not None and rollout.revision == wanted.revision
+    if earlier is not None and earlier.outcome == "Failed" and not in_progress and not inp.retry:
+        return live_record, rollout, earlier, False
+    retried = earlier is not None and earlier.outcome == "Failed" and not in_progress
+    serving = serving_entry(history)
+    if serving is not None and serving.revision == wanted.revision:
+        rollout = None
+    elif not in_progress:
+        created = inp.now if retried or earlier is None else earlier.created_at
+        rollout = wanted.model_copy(update={"created_at": created})
+    return wanted, rollout, None, retried
