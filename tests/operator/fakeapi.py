@@ -55,6 +55,9 @@ class Write:
         return f"{self.verb} {self.resource} {self.name}"
 
 
+AUTOSCALERS = {"ScaledObject": "scaledobjects", "HorizontalPodAutoscaler": "horizontalpodautoscalers"}
+
+
 @dataclass
 class FakeKube:
     """Objects of one cluster in memory, by (resource, namespace, name)."""
@@ -62,7 +65,6 @@ class FakeKube:
     objects: dict[tuple[str, str, str], Obj] = field(default_factory=dict)
     events: dict[str, Obj] = field(default_factory=dict)
     writes: list[Write] = field(default_factory=list)
-    reads: int = 0
     _version: int = 0
 
     def _bump(self, obj: Obj) -> str:
@@ -84,13 +86,11 @@ class FakeKube:
 
     def _list(self, resource: str, namespace: str, selector: str) -> list[Obj]:
         wanted = dict(pair.split("=", 1) for pair in selector.split(",") if pair)
-        self.reads += 1
         return [copy.deepcopy(o) for (r, ns, _), o in sorted(self.objects.items())
                 if r == resource and ns == namespace
                 and all((o["metadata"].get("labels") or {}).get(k) == v for k, v in wanted.items())]
 
     def _read(self, resource: str, namespace: str, name: str) -> Obj | None:
-        self.reads += 1
         obj = self.get(resource, namespace, name)
         return copy.deepcopy(obj) if obj is not None else None
 
@@ -116,7 +116,7 @@ class FakeKube:
         return dict(secret.get("stringData") or {}) if secret is not None else None
 
     def apply(self, obj: Mapping[str, Any]) -> Obj:
-        resource = {"Deployment": "deployments", "Service": "services"}[obj["kind"]]
+        resource = {"Deployment": "deployments", "Service": "services", **AUTOSCALERS}[obj["kind"]]
         meta = obj["metadata"]
         live = self.get(resource, meta["namespace"], meta["name"])
         new = copy.deepcopy(dict(obj))
@@ -154,6 +154,21 @@ class FakeKube:
         self.events[key] = {"type": type_, "reason": reason, "message": message,
                             "involvedObject": {"name": involved["metadata"]["name"]}}
         self.writes.append(Write("create", "events", reason))
+
+    def get_autoscaler(self, kind: str, namespace: str, name: str) -> Obj | None:
+        return self._read(AUTOSCALERS[kind], namespace, name)
+
+    def delete_autoscaler(self, kind: str, namespace: str, name: str) -> bool:
+        self.writes.append(Write("delete", AUTOSCALERS[kind], name))
+        return self.objects.pop((AUTOSCALERS[kind], namespace, name), None) is not None
+
+    def scale_model(self, namespace: str, name: str, replicas: int) -> None:
+        model = self.get("mlmodels", namespace, name)
+        assert model is not None, f"{namespace}/{name}: no such MLModel"
+        model["spec"]["replicas"] = replicas
+        model["metadata"]["generation"] += 1
+        self._bump(model)
+        self.writes.append(Write("patch", "mlmodels/scale", name))
 
     # -- what tests read -------------------------------------------------------------------
 

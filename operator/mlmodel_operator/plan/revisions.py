@@ -150,7 +150,6 @@ class Transition:
     rolled_back: bool = False  # ... and the target is the last revision that served
     failed_now: HistoryEntry | None = None  # a revision that failed in this pass
     served_now: int | None = None  # a revision that completed its rollout in this pass
-    retried: bool = False  # the wanted revision, failed before, is tried again
 
     @property
     def serving(self) -> HistoryEntry | None:
@@ -171,7 +170,7 @@ def advance(inp: RevisionInputs) -> Transition:
     live_record = _known(inp.live.revision, inp.status.rollout, inp.wanted, history=inp.status.history)
     history, rollout, failed_now, served_now = _settle_live(inp, live_record)
     history, rollout = _drop_replaced(inp.wanted, history, rollout)
-    target, rollout, blocked, retried = _choose_target(inp, history, rollout, live_record)
+    target, rollout, blocked = _choose_target(inp, history, rollout, live_record)
     serving = serving_entry(history)
     rolled_back = False
     if blocked is not None and inp.auto_rollback and serving is not None and serving.revision != blocked.revision:
@@ -186,7 +185,6 @@ def advance(inp: RevisionInputs) -> Transition:
         rolled_back=rolled_back,
         failed_now=failed_now,
         served_now=served_now,
-        retried=retried,
     )
 
 
@@ -230,19 +228,19 @@ def _drop_replaced(
 
 def _choose_target(
     inp: RevisionInputs, history: History, rollout: RevisionRecord | None, live_record: RevisionRecord | None
-) -> tuple[RevisionRecord | None, RevisionRecord | None, HistoryEntry | None, bool]:
-    """3. The revision to render, before any rollback. Returns (target, rollout, blocked, retried): `blocked` is a
-    failed revision the spec asks for (not retried)."""
+) -> tuple[RevisionRecord | None, RevisionRecord | None, HistoryEntry | None]:
+    """3. The revision to render, before any rollback. Returns (target, rollout, blocked): `blocked` is a failed
+    revision the spec asks for (not retried; a retried one rolls out anew, created now)."""
     wanted = inp.wanted
     if wanted is None:
         # Nothing valid to roll out: leave the Deployment, unless its revision failed and one can go back.
         failed_live = find_entry(history, inp.live.revision)
         blocked = failed_live if failed_live is not None and failed_live.outcome == "Failed" else None
-        return None, rollout, blocked, False
+        return None, rollout, blocked
     earlier = find_entry(history, wanted.revision)
     in_progress = rollout is not None and rollout.revision == wanted.revision
     if earlier is not None and earlier.outcome == "Failed" and not in_progress and not inp.retry:
-        return live_record, rollout, earlier, False
+        return live_record, rollout, earlier
     retried = earlier is not None and earlier.outcome == "Failed" and not in_progress
     serving = serving_entry(history)
     if serving is not None and serving.revision == wanted.revision:
@@ -250,4 +248,4 @@ def _choose_target(
     elif not in_progress:
         created = inp.now if retried or earlier is None else earlier.created_at
         rollout = wanted.model_copy(update={"created_at": created})
-    return wanted, rollout, None, retried
+    return wanted, rollout, None
