@@ -22,7 +22,7 @@ from typing import Any, Protocol, TypeVar
 
 from mlmodel_runtime.package import InvalidUri, PackageError
 
-from mlmodel_operator import gates, names, plan
+from mlmodel_operator import autoscaler, gates, names, plan
 from mlmodel_operator.adapters import CheckedPackage, Credentials, StaleModel
 from mlmodel_operator.config import OperatorConfig
 from mlmodel_operator.faults import FaultInjector
@@ -73,6 +73,10 @@ class Kube(Protocol):
         self, involved: Mapping[str, Any], type_: str, reason: str, message: str, now: datetime,
         name: str | None = None,
     ) -> None: ...
+    # spec.autoscaling (mlmodel_operator.autoscaler)
+    def get_autoscaler(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None: ...
+    def delete_autoscaler(self, kind: str, namespace: str, name: str) -> bool: ...
+    def scale_model(self, namespace: str, name: str, replicas: int) -> None: ...
 
 
 class Packages(Protocol):
@@ -163,9 +167,15 @@ class Reconciler:
             if world is None:
                 self.forget(namespace, name)
                 return None  # deleted: owner references let the garbage collector remove the rest
+            if autoscaler.scale_to(world.model, _running(world.deployment)) is not None:
+                world = self._scale_first(world)
+                if world is None:
+                    return None
             validation = None if world.model.spec.rollback_to is not None else self.validate(world.model)
             try:
-                return self.act(make_plan(world, validation, self.config, self.clock()))
+                result = self.act(make_plan(world, validation, self.config, self.clock()))
+                self.autoscale(world)
+                return result
             except StaleModel:
                 # Written since it was read (kopf's own annotations, most often): read again, decide again. What
                 # this attempt wrote is level-based, and its events come back under the same names.
@@ -173,6 +183,40 @@ class Reconciler:
                     raise
                 log.debug("%s/%s changed since it was read (attempt %d); reading it again", namespace, name, attempt)
         raise AssertionError("unreachable")
+
+    # -- spec.autoscaling (mlmodel_operator.autoscaler) --------------------------------------
+
+    def _scale_first(self, world: World) -> World | None:
+        """spec.replicas unset under spec.autoscaling: set it through the scale subresource, then read again."""
+        meta = world.model.metadata
+        replicas = autoscaler.scale_to(world.model, _running(world.deployment))
+        assert replicas is not None
+        self.kube.scale_model(meta.namespace, meta.name, replicas)
+        log.info("%s: spec.replicas set to %d for the autoscaler to start from", world.model.key, replicas)
+        return self.read(meta.namespace, meta.name)
+
+    def autoscale(self, world: World) -> None:
+        """Apply or delete the autoscaler; write status.autoscaling when it changed (after the pass's status)."""
+        model = world.model
+        meta = model.metadata
+        if model.spec.autoscaling is None and model.status.autoscaling is None:
+            return
+        live = {kind: self.kube.get_autoscaler(kind, meta.namespace, meta.name) for kind in autoscaler.KINDS}
+        hpa = live["HorizontalPodAutoscaler"]
+        todo = autoscaler.decide(model, self.config, live, hpa, _running(world.deployment))
+        for kind in todo.delete:
+            self.kube.delete_autoscaler(kind, meta.namespace, meta.name)
+            log.info("%s: deleted its %s (spec.autoscaling %s)", model.key, kind,
+                     "removed" if model.spec.autoscaling is None else "now carried out by another engine")
+        if todo.apply is not None:
+            self.kube.apply(todo.apply)
+            log.info("%s: applied its %s", model.key, todo.apply["kind"])
+        if todo.status != model.status.autoscaling:
+            if todo.status is not None and todo.status.problem and (
+                    model.status.autoscaling is None or model.status.autoscaling.problem != todo.status.problem):
+                log.warning("%s: the autoscaler cannot scale: %s", model.key, todo.status.problem)
+            body = {"autoscaling": todo.status.model_dump(mode="json", by_alias=True) if todo.status else None}
+            self.kube.patch_model_status(meta.namespace, meta.name, body)
 
     # -- read ------------------------------------------------------------------------------
 
@@ -310,6 +354,14 @@ class Reconciler:
             back = p.transition.target.revision if p.transition.rolled_back and p.transition.target else None
             log.warning("%s: revision %d failed (%s: %s)%s", key, failed.revision, failed.reason, failed.message,
                         f"; rolling back to revision {back}" if back is not None else "")
+
+
+def _running(deployment: Mapping[str, Any] | None) -> int | None:
+    """The Deployment's replicas as the operator set them (None: no Deployment yet)."""
+    if deployment is None:
+        return None
+    value = (deployment.get("spec") or {}).get("replicas")
+    return int(value) if value is not None else None
 
 
 def status_body(status: MLModelStatus) -> dict[str, Any]:

@@ -584,6 +584,25 @@ class QualityStatus(_Model):
     )
 
 
+class AutoscalingStatus(_Model):
+    """What the HPA of spec.autoscaling wants and whether it can scale (its status, read by the operator)."""
+
+    hpa: str = Field(description="The HorizontalPodAutoscaler (KEDA's, when KEDA carries out spec.autoscaling).")
+    desired_replicas: int | None = Field(default=None, description="The replicas the HPA last asked for.")
+    current_replicas: int | None = Field(default=None, description="The replicas the HPA last saw.")
+    able_to_scale: bool | None = Field(default=None, description="The HPA's AbleToScale condition (None: unknown).")
+    scaling_active: bool | None = Field(
+        default=None, description="The HPA's ScalingActive condition: False when its metric cannot be read."
+    )
+    at_limit: str | None = Field(
+        default=None, description="TooFewReplicas or TooManyReplicas: the HPA wants more or fewer than its bounds."
+    )
+    problem: str | None = Field(
+        default=None, description="Why the HPA cannot scale (reason: message of its failing condition); the replicas "
+        "stay as they are meanwhile.",
+    )
+
+
 class MLModelStatus(_Model):
     """The observed state, written by the operator once per reconcile pass."""
 
@@ -629,6 +648,9 @@ class MLModelStatus(_Model):
     )
     quality: QualityStatus | None = Field(
         default=None, description="Whether the desired revision passed its examples and spec.qualityGate."
+    )
+    autoscaling: AutoscalingStatus | None = Field(
+        default=None, description="The HPA of spec.autoscaling: desired and current replicas, whether it can scale."
     )
 
 

@@ -89,4 +89,15 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 - apiGroups: [""]
   resources: [events]
   verbs: [create]
+# spec.autoscaling (docs/autoscaling.md): its ScaledObject or HPA (applied, read, deleted when autoscaling goes),
+# and spec.replicas set once through the scale subresource when autoscaling starts without it.
+- apiGroups: [keda.sh]
+  resources: [scaledobjects]
+  verbs: [get, create, patch, delete]
+- apiGroups: [autoscaling]
+  resources: [horizontalpodautoscalers]
+  verbs: [get, create, patch, delete]
+- apiGroups: [serving.mlmodel.io]
+  resources: [mlmodels/scale]
+  verbs: [patch]
 {{- end }}

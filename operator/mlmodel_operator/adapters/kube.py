@@ -178,6 +178,14 @@ class KubeApi:
         self.metrics.writes.labels(resource=plural, verb="delete").inc()
         return True
 
+    def scale_model(self, namespace: str, name: str, replicas: int) -> None:
+        """Set spec.replicas through the MLModel's scale subresource, as an HPA does."""
+        self.fence()
+        self.custom.patch_namespaced_custom_object_scale(
+            GROUP, VERSION, namespace, PLURAL, name, {"spec": {"replicas": replicas}},
+            _content_type=MERGE_PATCH, _preload_content=False)
+        self.metrics.writes.labels(resource="mlmodels/scale", verb="patch").inc()
+
     def patch_model_status(
         self, namespace: str, name: str, status: Mapping[str, Any], resource_version: str | None = None
     ) -> str:

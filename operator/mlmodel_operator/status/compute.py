@@ -228,4 +228,5 @@ def compute_status(previous: MLModelStatus, facts: PassFacts, now: str) -> MLMod
         last_retry=rev.last_retry,
         quality=gates.quality_view(facts.quality_gate, facts.failure.reason if facts.failure else None,
                                    facts.package, rev.desired, rev.history, previous.quality),
+        autoscaling=previous.autoscaling,  # written by the pass's autoscaler step (reconcile.autoscale)
     )
