@@ -33,8 +33,8 @@ def test_the_window_is_bounded_by_rows_and_holds_copies() -> None:
     body = RNG.standard_normal((1000, 1)).astype(np.float32)
     for start in range(0, 1000, 32):  # views of one request body, as binary tensors are
         drift.observe({"input": body[start:start + 32]}, {"output": body[start:start + 32, 0]})
-    assert sum(s.rows for s in drift._samples) < 100 + 32
-    assert not any(np.shares_memory(s.inputs["input"], body) for s in drift._samples)
+    assert sum(s[0] for s in drift._samples) < 100 + 32
+    assert not any(np.shares_memory(s[1]["input"], body) for s in drift._samples)
     inputs, outputs = drift.window()
     assert inputs["input"].shape == (100, 1)
     assert outputs["output"].shape == (100, 1)

@@ -23,7 +23,6 @@ import threading
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import NamedTuple
 
 import numpy as np
 from scipy.spatial.distance import jensenshannon
@@ -96,7 +95,7 @@ class DriftMonitor:
         self.sample_rate = sample_rate
         self.interval_s = interval_s
         self.min_rows = min_rows
-        self._samples: deque[_Sample] = deque()
+        self._samples: deque[tuple[int, dict[str, Array], dict[str, Array]]] = deque()
         self._rows = 0  # rows held in _samples
         self._input_names = tuple(sorted({c.tensor for c in baseline.features}))
         self._output_names = tuple(sorted({c.tensor for c in baseline.outputs}))
@@ -117,14 +116,29 @@ class DriftMonitor:
         """Keep a copy of this request's last rows for the window (sampled; nothing computed here)."""
         if self.sample_rate < 1.0 and self._random() >= self.sample_rate:
             return
+        # Hot path, kept to plain operations (about 2 us a request here): a tensor that owns its memory and fits
+        # the window (a JSON-decoded one) is kept as it is; a view (into a binary request body or a merged batch)
+        # or a larger one is copied, its last rows only. Baseline tensors are [-1, n] or [-1]: len() is the rows.
         keep = self.window_rows
-        ins = {n: np.array(inputs[n][-keep:]) for n in self._input_names if n in inputs}
-        outs = {n: np.array(outputs[n][-keep:]) for n in self._output_names if n in outputs}
-        rows = max((a.shape[0] if a.ndim else 1 for a in ins.values()), default=0)
-        self._samples.append(_Sample(rows, ins, outs))
+        rows = 0
+        ins: dict[str, Array] = {}
+        for name in self._input_names:
+            array = inputs.get(name)
+            if array is not None:
+                if array.base is not None or len(array) > keep:
+                    array = np.array(array[-keep:])
+                ins[name] = array
+                rows = len(array)
+        outs: dict[str, Array] = {}
+        for name in self._output_names:
+            array = outputs.get(name)
+            if array is not None:
+                outs[name] = array if array.base is None and len(array) <= keep else np.array(array[-keep:])
+        samples = self._samples
+        samples.append((rows, ins, outs))
         self._rows += rows
-        while self._samples and self._rows - self._samples[0].rows >= keep:  # the oldest is not needed any more
-            self._rows -= self._samples.popleft().rows
+        while self._rows - samples[0][0] >= keep:  # the oldest request is not needed any more
+            self._rows -= samples.popleft()[0]
 
     # -- the scoring thread -------------------------------------------------------------------------
 
@@ -150,7 +164,8 @@ class DriftMonitor:
         found: tuple[dict[str, Array], dict[str, Array]] = ({}, {})
         for side, names in ((0, self._input_names), (1, self._output_names)):
             for name in names:
-                parts = [s.tensors(side)[name] for s in samples if name in s.tensors(side)]
+                held = [s[2] if side else s[1] for s in samples]
+                parts = [tensors[name] for tensors in held if name in tensors]
                 if parts:
                     rows = np.concatenate([p.reshape(p.shape[0], -1) if p.ndim else p.reshape(1, 1)
                                            for p in parts])[-self.window_rows:]
@@ -178,15 +193,6 @@ class DriftMonitor:
         for gauges in (*self._features.values(), *self._outputs.values()):
             for gauge in gauges.values():
                 gauge.set(float("nan") if value is None else value)
-
-
-class _Sample(NamedTuple):
-    rows: int
-    inputs: dict[str, Array]
-    outputs: dict[str, Array]
-
-    def tensors(self, side: int) -> dict[str, Array]:
-        return self.outputs if side else self.inputs
 
 
 def _column(rows: Array, column: Column) -> Array:
