@@ -16,7 +16,7 @@ from mlmodel_operator.autoscaler import decide, observe
 from mlmodel_operator.render.autoscaling import render_autoscaler
 
 from tests.operator import factories
-from tests.operator.fakeapi import NS, Cluster, make_config
+from tests.operator.fakeapi import NS, Cluster
 
 V1 = "s3://models/m/1/"
 V2 = "s3://models/m/2/"
@@ -24,7 +24,7 @@ AUTO: dict[str, Any] = {"minReplicas": 2, "maxReplicas": 6, "target": {"metric":
 
 
 def _world(**config: Any) -> Cluster:
-    world = Cluster(config=make_config(**config)) if config else Cluster()
+    world = Cluster(config=factories.config(**config)) if config else Cluster()
     world.secret()
     world.packages.add(V1, "sha256:" + "01" * 32)
     world.packages.add(V2, "sha256:" + "02" * 32)
