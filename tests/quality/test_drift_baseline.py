@@ -95,3 +95,17 @@ def test_parquet_without_pyarrow_says_what_to_install(tmp_path: Path) -> None:
 def test_psi_of_a_known_shift() -> None:
     # Shares moving from (0.5, 0.5) to (0.9, 0.1): sum((q - p) * ln(q / p)) = 0.4 ln(1.8) + 0.4 ln(5) = 0.4 ln(9)
     assert psi(np.array([0.5, 0.5]), np.array([0.9, 0.1])) == pytest.approx(0.4 * np.log(9))
+
+
+@pytest.mark.skipif(importlib.util.find_spec("pyarrow") is None, reason="pyarrow is not installed (extra: parquet)")
+def test_parquet_columns_name_the_features(tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rng = np.random.default_rng(3)
+    pq.write_table(pa.table({"amount": rng.standard_normal(300), "age": rng.integers(18, 90, 300),
+                             "score": [None if i % 10 == 0 else float(i) for i in range(300)]}),
+                   tmp_path / "t.parquet")
+    baseline, _ = compute_baseline(tmp_path / "t.parquet", TABULAR, None)
+    assert [c.name for c in baseline.features] == ["amount", "age", "score"]
+    assert baseline.features[2].nan == pytest.approx(0.1)  # Parquet nulls are NaNs
