@@ -177,3 +177,58 @@ def test_drift_alerts_fire_on_the_drifted_series_only(
     res = subprocess.run([str(PROMTOOL), "test", "rules", "tests.yaml"], capture_output=True, text=True,
                          timeout=60, cwd=tmp_path)
     assert res.returncode == 0, res.stdout + res.stderr
+
+
+SCALING_TESTS = """
+rule_files: [rules.yaml]
+evaluation_interval: 1m
+tests:
+  - interval: 1m
+    input_series:
+      # "busy": at its maxReplicas (4) with a queue growing on both replicas' series; "roomy": the same queue
+      # but room left (3 of 6); "drained": at max with a queue that shrinks.
+      - series: 'HPA_CURRENT{namespace="risk",horizontalpodautoscaler="busy"}'
+        values: '4x30'
+      - series: 'HPA_MAX{namespace="risk",horizontalpodautoscaler="busy"}'
+        values: '4x30'
+      - series: 'mlmodel_runtime_queue_depth{namespace="risk",model="busy",pod="busy-a"}'
+        values: '0+2x30'
+      - series: 'mlmodel_runtime_queue_depth{namespace="risk",model="busy",pod="busy-b"}'
+        values: '0+1x30'
+      - series: 'HPA_CURRENT{namespace="risk",horizontalpodautoscaler="roomy"}'
+        values: '3x30'
+      - series: 'HPA_MAX{namespace="risk",horizontalpodautoscaler="roomy"}'
+        values: '6x30'
+      - series: 'mlmodel_runtime_queue_depth{namespace="risk",model="roomy",pod="roomy-a"}'
+        values: '0+2x30'
+      - series: 'HPA_CURRENT{namespace="risk",horizontalpodautoscaler="drained"}'
+        values: '4x30'
+      - series: 'HPA_MAX{namespace="risk",horizontalpodautoscaler="drained"}'
+        values: '4x30'
+      - series: 'mlmodel_runtime_queue_depth{namespace="risk",model="drained",pod="drained-a"}'
+        values: '60-2x30'
+    alert_rule_test:
+      - {eval_time: 10m, alertname: MLModelAtMaxReplicasQueueGrowing, exp_alerts: []}
+      - eval_time: 12m
+        alertname: MLModelAtMaxReplicasQueueGrowing
+        exp_alerts:
+          - exp_labels: {severity: warning, namespace: risk, model: busy}
+            exp_annotations:
+              summary: Model risk/busy is at its maxReplicas and its queue keeps growing
+              description: "SCALING_DESCRIPTION"
+""".replace("HPA_CURRENT", "kube_horizontalpodautoscaler_status_current_replicas").replace(
+    "HPA_MAX", "kube_horizontalpodautoscaler_spec_max_replicas").replace(
+    "SCALING_DESCRIPTION",
+    "The autoscaler cannot add replicas: raise spec.autoscaling.maxReplicas (and the pool's room), or make each "
+    "replica faster (batching, a bigger GPU).",
+)
+
+
+def test_at_max_replicas_with_a_growing_queue(render: Callable[..., list[dict[str, Any]]], tmp_path: Path) -> None:
+    """Fires for a model whose HPA is at maxReplicas while its queue grows for 10 minutes; not for one with room
+    left, nor for one at max whose queue drains."""
+    (tmp_path / "rules.yaml").write_text(yaml.safe_dump(_rules(render)))
+    (tmp_path / "tests.yaml").write_text(SCALING_TESTS)
+    res = subprocess.run([str(PROMTOOL), "test", "rules", "tests.yaml"], capture_output=True, text=True,
+                         timeout=60, cwd=tmp_path)
+    assert res.returncode == 0, res.stdout + res.stderr
