@@ -43,7 +43,6 @@ ALLOWED = [
     ("create", "deployments.apps"),
     ("patch", "deployments.apps"),
     ("create", "services"),
-    ("list", "replicasets.apps"),
     ("list", "pods"),
     ("get", "secrets"),
     ("create", "events"),
@@ -55,6 +54,7 @@ DENIED = [
     ("update", "mlmodels.serving.mlmodel.io"),  # the operator never writes spec
     ("delete", "mlmodels.serving.mlmodel.io"),
     ("create", "pods"),
+    ("list", "replicasets.apps"),  # the rollout is read from the Deployment and its pods
     ("patch", "configmaps"),
 ]
 DENIED_CLUSTER = [

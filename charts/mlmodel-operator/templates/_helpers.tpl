@@ -75,10 +75,7 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 - apiGroups: [""]
   resources: [services]
   verbs: [get, create, patch]
-# Observing the rollout.
-- apiGroups: [apps]
-  resources: [replicasets]
-  verbs: [list]
+# Observing the rollout (the Deployment's status and its pods).
 - apiGroups: [""]
   resources: [pods]
   verbs: [list]

@@ -101,11 +101,6 @@ class KubeApi:
                 return None
             raise
 
-    def list_replicasets(self, namespace: str, selector: str) -> list[dict[str, Any]]:
-        body = _data(self.apps.list_namespaced_replica_set(
-            namespace, label_selector=selector, _preload_content=False))
-        return list(body.get("items", []))
-
     def list_pods(self, namespace: str, selector: str) -> list[dict[str, Any]]:
         body = _data(self.core.list_namespaced_pod(namespace, label_selector=selector, _preload_content=False))
         return list(body.get("items", []))
