@@ -29,12 +29,12 @@ import pytest
 from hack.localcluster import Layout, down, up
 from tests.e2e.conftest import OPERATOR_CONFIG
 from tests.e2e.metricspath import keda, prometheus
-from tests.e2e.models import INFER_BODY, _graph, _save
+from tests.e2e.models import INFER_BODY, make_spinning
 from tests.e2e.realpods import model_manifest, service_url
 from tests.operator.cluster import OperatorProcess, create_store_secret, get_model, wait_condition
 from tests.operator.conftest import start_operator
 from tests.support.kube import Kubectl
-from tests.support.packages import MLP_INPUT, MLP_OUTPUT, build_package, upload_dir
+from tests.support.packages import build_package, upload_dir
 from tests.support.waiting import wait_for
 
 __all__ = ["keda", "prometheus"]
@@ -49,33 +49,6 @@ AUTOSCALING: dict[str, Any] = {
     "behavior": {"scaleDown": {"stabilizationWindowSeconds": 30,
                                "policies": [{"type": "Pods", "value": 2, "periodSeconds": 15}]}},
 }
-
-
-def make_slow(path: Path, trips: int) -> Path:
-    """The MLP's signature, with a Loop of `trips` additions in front: CPU time per inference, no sleep."""
-    from onnx import TensorProto, helper, numpy_helper
-
-    body = helper.make_graph(
-        [helper.make_node("Identity", ["cond_in"], ["cond_out"]),
-         helper.make_node("Add", ["acc_in", "one"], ["acc_out"])],
-        "spin",
-        [helper.make_tensor_value_info("i", TensorProto.INT64, []),
-         helper.make_tensor_value_info("cond_in", TensorProto.BOOL, []),
-         helper.make_tensor_value_info("acc_in", TensorProto.FLOAT, [])],
-        [helper.make_tensor_value_info("cond_out", TensorProto.BOOL, []),
-         helper.make_tensor_value_info("acc_out", TensorProto.FLOAT, [])],
-        initializer=[numpy_helper.from_array(np.array(1.0, dtype=np.float32), "one")],
-    )
-    inits = [numpy_helper.from_array(np.array(trips, dtype=np.int64), "trips"),
-             numpy_helper.from_array(np.array(True), "cond"),
-             numpy_helper.from_array(np.array(0.0, dtype=np.float32), "zero"),
-             numpy_helper.from_array(np.zeros((4, 2), dtype=np.float32), "w"),
-             numpy_helper.from_array(np.array(0.0, dtype=np.float32), "nil")]
-    nodes = [helper.make_node("Loop", ["trips", "cond", "zero"], ["spun"], body=body),
-             helper.make_node("Mul", ["spun", "nil"], ["none"]),
-             helper.make_node("MatMul", [MLP_INPUT, "w"], ["mm"]),
-             helper.make_node("Add", ["mm", "none"], [MLP_OUTPUT])]
-    return _save(_graph(nodes, inits), path)
 
 
 class Load:
@@ -157,7 +130,7 @@ def test_scales_out_on_in_flight_requests_and_back_in(
     autoscaling_operator: OperatorProcess, kubectl: Kubectl, namespace: str, s3: Any, bucket: str, tmp_path: Path,
 ) -> None:
     package = tmp_path / "package"
-    build_package(package, make_slow(tmp_path / "slow.onnx", TRIPS), name="slow", version="1", format="onnx")
+    build_package(package, make_spinning(tmp_path / "slow.onnx", TRIPS), name="slow", version="1", format="onnx")
     uri = upload_dir(s3, bucket, "slow/1", package)
     kubectl.apply(model_manifest("m", uri, autoscaling=AUTOSCALING), namespace)
     wait_condition(kubectl, namespace, "m", "Ready", timeout=240)
