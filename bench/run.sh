@@ -23,5 +23,6 @@ fi
 if [ "$only" = all ] || [ "$only" = runtime ]; then
   run $PY bench/runtime/run.py ${BENCH_QUICK:+--quick}
   run $PY bench/runtime-hardening/run.py
+  run $PY bench/quality/run.py
   run $PY bench/canary/shadow_bench.py
 fi
