@@ -68,6 +68,10 @@ crds: venv ## regenerate crds/ from the typed spec, and the chart's CRD copy and
 	$(PY) -m hack.chart
 	$(PY) -m hack.docs
 
+protos: venv ## regenerate the runtime's gRPC stubs from runtime/mlmodel_runtime/server/oip/grpc_predict_v2.proto
+	cd runtime && ../$(PY) -m grpc_tools.protoc -I. --python_out=. --pyi_out=. --grpc_python_out=. \
+		mlmodel_runtime/server/oip/grpc_predict_v2.proto
+
 operator: cluster-up ## run the operator in the foreground against the local cluster
 	KUBECONFIG=.local/cluster/kubeconfig $(PY) -m mlmodel_operator --config .local/operator/config.yaml
 

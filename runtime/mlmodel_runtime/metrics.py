@@ -23,14 +23,15 @@ class RuntimeMetrics:
         self.registry = registry
         self.requests = Counter(
             f"{PREFIX}_requests",
-            "Inference requests by model, revision and HTTP status code.",
-            (*_LABELS, "code"),
+            "Inference requests by model, revision, HTTP status code and protocol (rest or grpc; a gRPC "
+            "answer is counted under the HTTP status of the same meaning, e.g. UNAVAILABLE as 503).",
+            (*_LABELS, "code", "protocol"),
             registry=registry,
         )
         self.request_duration = Histogram(
             f"{PREFIX}_request_duration_seconds",
-            "Time from receiving an inference request to its response, in seconds.",
-            _LABELS,
+            "Time from receiving an inference request to its response, in seconds, by protocol (rest or grpc).",
+            (*_LABELS, "protocol"),
             buckets=_LATENCY_BUCKETS,
             registry=registry,
         )
@@ -132,29 +133,32 @@ class ModelMetrics:
     def __init__(self, families: RuntimeMetrics, model: str, revision: str) -> None:
         self._families = families
         self._labels = (model, revision)
-        self.request_duration = families.request_duration.labels(*self._labels)
+        self.request_duration = families.request_duration.labels(*self._labels, "rest")
+        self.grpc_request_duration = families.request_duration.labels(*self._labels, "grpc")
         self.queue_duration = families.queue_duration.labels(*self._labels)
         self.inference_duration = families.inference_duration.labels(*self._labels)
         self.batch_size = families.batch_size.labels(*self._labels)
         self.inflight = families.inflight.labels(*self._labels)
         self.load_duration = families.load_duration.labels(*self._labels)
         self._queue_depth = families.queue_depth.labels(*self._labels)
-        self._requests: dict[int, Counter] = {}
+        self._requests: dict[tuple[int, str], Counter] = {}
 
-    def count_request(self, code: int) -> None:
-        child = self._requests.get(code)
+    def count_request(self, code: int, protocol: str = "rest") -> None:
+        child = self._requests.get((code, protocol))
         if child is None:
-            child = self._requests[code] = self._families.requests.labels(*self._labels, str(code))
+            child = self._requests[code, protocol] = self._families.requests.labels(*self._labels, str(code), protocol)
         child.inc()
 
     def request_counts(self) -> dict[int, float]:
-        """Requests answered so far, by status code."""
+        """Requests answered so far, by status code (both protocols)."""
         labels = dict(zip(("model", "revision"), self._labels, strict=True))
         registry = self._families.registry
-        return {
-            code: registry.get_sample_value(f"{PREFIX}_requests_total", {**labels, "code": str(code)}) or 0.0
-            for code in sorted(self._requests)
-        }
+        counts: dict[int, float] = {}
+        for code, protocol in sorted(self._requests):
+            sample = {**labels, "code": str(code), "protocol": protocol}
+            value = registry.get_sample_value(f"{PREFIX}_requests_total", sample) or 0.0
+            counts[code] = counts.get(code, 0.0) + value
+        return counts
 
     def track_queue_depth(self, depth: Callable[[], float]) -> None:
         self._queue_depth.set_function(depth)

@@ -76,6 +76,9 @@ class ServeSettings(FetchSettings):
     port: int = Field(default=8080, ge=0, le=65535)
     """Port of the V2 REST listener (container port `http`)."""
 
+    grpc_port: int = Field(default=0, ge=0, le=65535)
+    """Port of the Open Inference Protocol gRPC listener (container port `grpc`, 8081 in the pod); 0: none."""
+
     metrics_port: int = Field(default=8082, ge=0, le=65535)
     """Port of the Prometheus /metrics listener (container port `metrics`); 0 = on the main port."""
 

@@ -95,5 +95,5 @@ async def test_metrics_port_0_serves_metrics_on_the_main_port(
     plane.attach(model)
     await client.post("/v2/models/mlp/infer", content=json_body({"input": X}))
     page = (await client.get("/metrics")).text
-    assert 'mlmodel_runtime_requests_total{code="200",model="mlp",revision="5"} 1.0' in page
+    assert 'mlmodel_runtime_requests_total{code="200",model="mlp",protocol="rest",revision="5"} 1.0' in page
     assert 'mlmodel_runtime_model_info{device="cpu",format="onnx",model="mlp",revision="5"} 1.0' in page

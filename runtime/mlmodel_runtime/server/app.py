@@ -66,6 +66,7 @@ def create_app(
     budget = ByteBudget(request_budget(settings), settings.request_budget_wait_ms / 1000.0)
     log.info("request byte budget", extra={"budget_bytes": budget.capacity, "max_wait_s": budget.max_wait_s})
     data_plane.metrics.track_request_budget(lambda: budget.used, budget.capacity)
+    app.state.request_budget = budget  # shared with the gRPC listener
     infer = InferEndpoint(data_plane, settings.max_request_bytes, budget)
     for path in ("/v2/models/{name}/infer", "/v2/models/{name}/versions/{version}/infer"):
         # an ASGI app as endpoint: Starlette calls it as is (answers 405 to other methods)

@@ -126,7 +126,7 @@ def _decode_inputs(
         datatype = item.get("datatype")
         if datatype != spec.datatype:
             raise InvalidInput(f"input '{name}': datatype {excerpt(datatype)}, expected {spec.datatype}")
-        shape = _shape(item.get("shape"), spec)
+        shape = tensor_shape(item.get("shape"), spec)
         size = _binary_size(item.get("parameters"), name)
         if size is None:
             if "data" not in item:
@@ -180,7 +180,7 @@ def _decode_outputs(raw: Any, signature: Signature, binary_default: bool) -> tup
     return tuple(names_list), tuple(flags)
 
 
-def _shape(raw: Any, spec: TensorSpec) -> tuple[int, ...]:
+def tensor_shape(raw: Any, spec: TensorSpec) -> tuple[int, ...]:
     if not isinstance(raw, list) or not all(type(d) is int and d >= 0 for d in raw):
         raise InvalidInput(f"input '{spec.name}': 'shape' must be a list of non-negative integers, got {excerpt(raw)}")
     shape = tuple(raw)
@@ -367,7 +367,7 @@ def encode_response(
         datatype = datatype_of(array.dtype)
         entry: dict[str, Any] = {"name": name, "datatype": datatype, "shape": list(array.shape)}
         if as_binary:
-            raw = _bytes_payload(array) if datatype == "BYTES" else _numeric_payload(array, datatype)
+            raw = bytes_payload(array) if datatype == "BYTES" else numeric_payload(array, datatype)
             entry["parameters"] = {"binary_data_size": len(raw)}
             chunks.append(raw)
         elif datatype == "BYTES":
@@ -402,12 +402,12 @@ def _non_finite_json(array: Array) -> orjson.Fragment:
     return orjson.Fragment(b"[" + b",".join(parts) + b"]")
 
 
-def _numeric_payload(array: Array, datatype: str) -> bytes:
+def numeric_payload(array: Array, datatype: str) -> bytes:
     wire = DTYPES[datatype]
     return np.ascontiguousarray(array, dtype=wire).tobytes()
 
 
-def _bytes_payload(array: Array) -> bytes:
+def bytes_payload(array: Array) -> bytes:
     parts: list[bytes] = []
     for value in array.reshape(-1).tolist():
         raw = value if isinstance(value, bytes) else str(value).encode()

@@ -14,11 +14,18 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
+from mlmodel_runtime.backends.base import Array, Signature
 from mlmodel_runtime.backends.loading import LoadedModel
 from mlmodel_runtime.batching import Batcher, QueueFullError
 from mlmodel_runtime.metrics import ModelMetrics
 from mlmodel_runtime.server.admission import Reservation
-from mlmodel_runtime.server.codec import EncodedResponse, decode_request, encode_response, request_bytes
+from mlmodel_runtime.server.codec import (
+    EncodedResponse,
+    InferRequest,
+    decode_request,
+    encode_response,
+    request_bytes,
+)
 from mlmodel_runtime.server.errors import ModelNotFound, ModelNotReady, QueueFull
 from mlmodel_runtime.server.wire import quote
 
@@ -179,15 +186,7 @@ class DataPlane:
             # binary tensors are views of the body; JSON ones own their memory and the body goes
             reservation.resize(len(body) if header_length is not None else request_bytes(request))
         del body
-        try:
-            future = batcher.submit(request.inputs, request.outputs, request.rows)
-        except QueueFullError:
-            raise self._busy(batcher) from None
-        outputs = await future
-        if self.drift is not None:
-            self.drift.observe(request.inputs, outputs)
-        if self.shadow is not None:
-            self.shadow.offer(request.inputs, {n: outputs[n] for n in request.outputs})
+        outputs = await self._run(batcher, request)
         response = encode_response(
             self.model_name,
             model.version,
@@ -199,6 +198,33 @@ class DataPlane:
         if reservation is not None and max(reservation.held, len(response.body)) > _RESIZE_ABOVE:
             reservation.resize(len(response.body))
         return response
+
+    async def predict(
+        self, name: str, version: str | None, decode: Callable[[Signature], InferRequest]
+    ) -> tuple[str, InferRequest, dict[str, Array]]:
+        """Another transport's request (gRPC): `decode` turns it into an InferRequest for the model's
+        signature; returns the model version, the request and its outputs. Same checks, batcher and
+        queue bound as `infer`."""
+        model = self._require(name, version)
+        batcher = self._batcher
+        assert batcher is not None
+        if batcher.full():
+            raise self._busy(batcher)
+        request = decode(model.signature)
+        return model.version, request, await self._run(batcher, request)
+
+    async def _run(self, batcher: Batcher, request: InferRequest) -> dict[str, Array]:
+        """Queue the request for the model; then drift and shadow see its inputs and outputs."""
+        try:
+            future = batcher.submit(request.inputs, request.outputs, request.rows)
+        except QueueFullError:
+            raise self._busy(batcher) from None
+        outputs = await future
+        if self.drift is not None:
+            self.drift.observe(request.inputs, outputs)
+        if self.shadow is not None:
+            self.shadow.offer(request.inputs, {n: outputs[n] for n in request.outputs})
+        return outputs
 
     def _busy(self, batcher: Batcher) -> QueueFull:
         return QueueFull(

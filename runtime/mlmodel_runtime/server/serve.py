@@ -199,8 +199,23 @@ def serve(settings: ServeSettings) -> int:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        nonlocal exit_code
+        grpc_server = None
+        if settings.grpc_port:
+            from mlmodel_runtime.server.grpc_service import start_grpc_server
+
+            try:
+                grpc_server, _ = await start_grpc_server(
+                    data_plane, settings.host, settings.grpc_port, settings.max_request_bytes, app.state.request_budget
+                )
+            except RuntimeError as exc:
+                log_failure(f"cannot serve gRPC on {settings.host}:{settings.grpc_port}", exc)
+                exit_code = EXIT_FAILED
+                raise
         data_plane.attach_when_loaded(loading, failed, freeze_heap)
         yield
+        if grpc_server is not None:  # after the REST listener drained: gRPC calls in flight finish too
+            await grpc_server.stop(settings.graceful_shutdown_s)
         data_plane.stop()
         if data_plane.shadow is not None:
             await data_plane.shadow.close()
@@ -216,7 +231,8 @@ def serve(settings: ServeSettings) -> int:
             return EXIT_FAILED
     log.info(
         "starting",
-        extra={"host": settings.host, "port": settings.port, "metrics_port": settings.metrics_port},
+        extra={"host": settings.host, "port": settings.port, "metrics_port": settings.metrics_port,
+               "grpc_port": settings.grpc_port},
     )
     try:
         server.run()
