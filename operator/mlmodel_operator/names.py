@@ -35,6 +35,7 @@ RETRY_ANNOTATION = "serving.mlmodel.io/retry"
 
 CONTAINER_NAME = "runtime"
 HTTP_PORT = 8080
+GRPC_PORT = 8081
 METRICS_PORT = 8082
 MODEL_DIR = "/models"
 

@@ -22,6 +22,7 @@ PLURAL = "mlmodels"
 SINGULAR = "mlmodel"
 
 Format = Literal["onnx", "torchscript", "torch-export", "joblib"]
+Protocol = Literal["http", "grpc"]
 """Package formats of docs/contracts.md; `joblib` is pickle-based (refused unless configured)."""
 
 PICKLE_FORMATS: frozenset[str] = frozenset({"joblib"})
@@ -444,6 +445,14 @@ class MLModelSpec(_Model):
             "(docs/autoscaling.md); mutually exclusive with spec.replicas."
         ),
     )
+    protocol: Protocol = Field(
+        default="http",
+        description=(
+            "The protocol the kubelet probes the runtime with. Both are always served: the Open Inference "
+            "Protocol over REST (port 8080, name http) and gRPC (port 8081, name grpc). grpc: native gRPC "
+            "probes on grpc.health.v1 (startup 'started', readiness '', liveness 'live')."
+        ),
+    )
     quality_gate: QualityGate | None = Field(
         default=None,
         description=(
@@ -522,6 +531,7 @@ class RevisionSettings(_Model):
     resources: Resources = Field(default_factory=Resources, description="spec.resources of the revision.")
     batching: Batching = Field(default_factory=Batching, description="spec.batching of the revision.")
     pod_metadata: PodMetadata = Field(default_factory=PodMetadata, description="spec.podMetadata of the revision.")
+    protocol: Protocol = Field(default="http", description="spec.protocol of the revision.")
 
     @classmethod
     def of(cls, spec: MLModelSpec) -> RevisionSettings:

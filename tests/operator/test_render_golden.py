@@ -21,6 +21,7 @@ CASES: dict[str, RenderInput] = {
             resources={"gpu": 2, "requests": {"cpu": "2", "memory": "8Gi"}},
             batching={"maxBatchSize": 32, "maxDelayMs": 5},
             podMetadata={"labels": {"team": "risk"}, "annotations": {"example.com/owner": "risk-team"}},
+            protocol="grpc",
         ),
         revision=3,
         size=20 * 1024**3,

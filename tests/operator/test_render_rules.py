@@ -48,7 +48,7 @@ def test_probes_use_the_runtime_endpoints() -> None:
     container = _container(render_deployment(render_input(model(name="m1", resources={"gpu": 1}))))
     assert container["readinessProbe"]["httpGet"]["path"] == "/v2/models/m1/ready"
     assert container["livenessProbe"]["httpGet"]["path"] == "/v2/health/live"
-    assert {p["name"]: p["containerPort"] for p in container["ports"]} == {"http": 8080, "metrics": 8082}
+    assert {p["name"]: p["containerPort"] for p in container["ports"]} == {"http": 8080, "metrics": 8082, "grpc": 8081}
 
 
 def test_gpu_pool_placement() -> None:

@@ -46,6 +46,7 @@ def _env(inp: RenderInput, revision: int | None) -> list[dict[str, Any]]:
         {"name": "MLMODEL_MODEL_DIR", "value": names.MODEL_DIR},
         {"name": "MLMODEL_PORT", "value": str(names.HTTP_PORT)},
         {"name": "MLMODEL_METRICS_PORT", "value": str(names.METRICS_PORT)},
+        {"name": "MLMODEL_GRPC_PORT", "value": str(names.GRPC_PORT)},
         {"name": "MLMODEL_MAX_BATCH_SIZE", "value": str(spec.batching.max_batch_size)},
         {"name": "MLMODEL_MAX_BATCH_DELAY_MS", "value": str(spec.batching.max_delay_ms)},
         {"name": "MLMODEL_MAX_QUEUE_SIZE", "value": str(spec.batching.max_queue_size)},
@@ -78,9 +79,10 @@ def _container(inp: RenderInput, revision: int | None) -> dict[str, Any]:
         "ports": [
             {"name": "http", "containerPort": names.HTTP_PORT, "protocol": "TCP"},
             {"name": "metrics", "containerPort": names.METRICS_PORT, "protocol": "TCP"},
+            {"name": "grpc", "containerPort": names.GRPC_PORT, "protocol": "TCP"},
         ],
         "resources": container_resources(inp),
-        **probes(inp.model.metadata.name, inp.package.size, inp.config.startup),
+        **probes(inp.model.metadata.name, inp.package.size, inp.config.startup, inp.model.spec.protocol),
         **lifecycle,
         "securityContext": {
             "allowPrivilegeEscalation": False,

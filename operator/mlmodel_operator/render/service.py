@@ -11,7 +11,7 @@ from mlmodel_operator.render.inputs import RenderInput
 
 
 def render_service(inp: RenderInput) -> dict[str, Any]:
-    """A ClusterIP Service in front of the runtime pods: the V2 port and the metrics port."""
+    """A ClusterIP Service in front of the runtime pods: the V2 REST port, the metrics port and the V2 gRPC port."""
     model = inp.model
     name = model.metadata.name
     service: dict[str, Any] = {
@@ -31,6 +31,9 @@ def render_service(inp: RenderInput) -> dict[str, Any]:
                 {"name": "http", "port": names.HTTP_PORT, "targetPort": "http", "protocol": "TCP",
                  "appProtocol": "http"},
                 {"name": "metrics", "port": names.METRICS_PORT, "targetPort": "metrics", "protocol": "TCP"},
+                # gRPC is HTTP/2 in clear text: Kubernetes' standard appProtocol for it (KEP-3726)
+                {"name": "grpc", "port": names.GRPC_PORT, "targetPort": "grpc", "protocol": "TCP",
+                 "appProtocol": "kubernetes.io/h2c"},
             ],
         },
     }
