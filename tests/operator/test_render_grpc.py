@@ -21,7 +21,7 @@ def _container(deployment: dict[str, Any]) -> dict[str, Any]:
 
 @pytest.mark.parametrize("protocol", [None, "http", "grpc"])
 def test_grpc_is_always_served_and_exposed(protocol: str | None) -> None:
-    fields = {} if protocol is None else {"protocol": protocol}
+    fields: dict[str, Any] = {} if protocol is None else {"protocol": protocol}
     inp = render_input(model(name="m1", **fields))
     container = _container(render_deployment(inp))
     assert {"name": "MLMODEL_GRPC_PORT", "value": "8081"} in container["env"]
