@@ -93,6 +93,14 @@ class RuntimeMetrics:
             registry=registry,
         )
 
+        self.rate_limited = Counter(
+            f"{PREFIX}_rate_limited_requests",
+            "Inference requests refused by the per-client rate limit (429 over REST, RESOURCE_EXHAUSTED over "
+            "gRPC), by protocol; clients are not labels (unbounded, and they may be credentials' subjects).",
+            (*_LABELS, "protocol"),
+            registry=registry,
+        )
+
         # Drift against the package's baseline (mlmodel_runtime.quality.drift; docs/quality.md).
         self.feature_drift = Gauge(
             f"{PREFIX}_feature_drift",
@@ -141,6 +149,7 @@ class ModelMetrics:
         self.inflight = families.inflight.labels(*self._labels)
         self.load_duration = families.load_duration.labels(*self._labels)
         self._queue_depth = families.queue_depth.labels(*self._labels)
+        self.rate_limited = {p: families.rate_limited.labels(*self._labels, p) for p in ("rest", "grpc")}
         self._requests: dict[tuple[int, str], Counter] = {}
 
     def count_request(self, code: int, protocol: str = "rest") -> None:

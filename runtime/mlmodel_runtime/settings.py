@@ -102,6 +102,17 @@ class ServeSettings(FetchSettings):
     request_budget_wait_ms: float = Field(default=1000, ge=0)
     """How long a request may wait for room in the byte budget before it gets 503."""
 
+    rate_limit_rps: float = Field(default=0, ge=0)
+    """Inference requests a second per client (the token's subject with auth, else the source address),
+    as a token bucket shared by REST and gRPC; beyond it 429 with Retry-After (gRPC: RESOURCE_EXHAUSTED).
+    0: no limit."""
+
+    rate_limit_burst: int = Field(default=0, ge=0)
+    """Requests a client may send at once above its rate (the bucket's size); 0: the rate, at least 1."""
+
+    rate_limit_max_clients: int = Field(default=10000, ge=1)
+    """Clients whose buckets are kept (least recently seen forgotten first): bounds the limiter's memory."""
+
     intra_op_threads: int = Field(default=0, ge=0)
     """Threads inside one operator (0 = the framework's default)."""
 

@@ -26,11 +26,12 @@ from mlmodel_runtime.server.codec import (
     encode_response,
     request_bytes,
 )
-from mlmodel_runtime.server.errors import ModelNotFound, ModelNotReady, QueueFull
+from mlmodel_runtime.server.errors import ModelNotFound, ModelNotReady, QueueFull, RateLimited
 from mlmodel_runtime.server.wire import quote
 
 if TYPE_CHECKING:
     from mlmodel_runtime.quality.drift import DriftMonitor
+    from mlmodel_runtime.server.ratelimit import RateLimiter
     from mlmodel_runtime.server.shadow import Shadow
 
 log = logging.getLogger(__name__)
@@ -71,6 +72,7 @@ class DataPlane:
         self.failure: BaseException | None = None
         self.drift: DriftMonitor | None = None  # set by the loader before the model is attached
         self.shadow: Shadow | None = None  # copies a share of requests to a candidate revision (server/shadow.py)
+        self.rate_limit: RateLimiter | None = None  # per-client token buckets (server/ratelimit.py)
         self._server_metadata = {"name": SERVER_NAME, "version": _version(), "extensions": list(EXTENSIONS)}
 
     # ---- lifecycle
@@ -159,6 +161,16 @@ class DataPlane:
         }
 
     # ---- inference
+
+    def admit(self, client: str, protocol: str) -> None:
+        """Take a token of `client`'s rate limit (both protocols share it), or raise RateLimited (counted)."""
+        limiter = self.rate_limit
+        if limiter is not None:
+            try:
+                limiter.admit(client)
+            except RateLimited:
+                self.metrics.rate_limited[protocol].inc()
+                raise
 
     def check(self, name: str, version: str | None) -> None:
         """Refuse an infer request before its body is read: unknown model (404), not ready or busy (503)."""

@@ -56,6 +56,12 @@ def decoding_cost(size: int, header_length: int | None) -> int:
     return json_part * JSON_DECODING_COST + (size - json_part)
 
 
+def client_address(scope: Scope) -> str:
+    """The source address of the connection (the rate limit's client without authentication)."""
+    client = scope.get("client")
+    return str(client[0]) if client else "unknown"
+
+
 class Endpoints:
     """The handlers, bound to one data plane."""
 
@@ -133,6 +139,7 @@ class InferEndpoint:
             metrics.inflight.inc()
         reservation = self._budget.reservation()
         try:
+            self._dp.admit(client_address(scope), "rest")
             length = encoding = header_len = None
             for key, value in scope["headers"]:
                 if key == b"content-length":

@@ -6,6 +6,8 @@ protocol's `{"error": "..."}` body with the status from `STATUS` (nearest class 
 
 from __future__ import annotations
 
+import math
+
 from starlette.requests import ClientDisconnect
 
 from mlmodel_runtime.backends.errors import InferenceError
@@ -43,6 +45,15 @@ class Overloaded(ServingError):
     headers = {"Retry-After": "1"}
 
 
+class RateLimited(ServingError):
+    """The client is over its rate limit (server/ratelimit.py); Retry-After says when it has a token again."""
+
+    def __init__(self, message: str, retry_after_s: float) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+        self.headers = {"Retry-After": str(max(1, math.ceil(retry_after_s)))}
+
+
 class PayloadTooLarge(ServingError):
     """The request body is over the configured limit."""
 
@@ -61,6 +72,7 @@ STATUS: dict[type[Exception], int] = {
     ModelNotFound: 404,
     PayloadTooLarge: 413,
     UnsupportedEncoding: 415,
+    RateLimited: 429,
     ModelNotReady: 503,
     QueueFull: 503,
     Overloaded: 503,

@@ -106,6 +106,7 @@ class InferenceServicer:
                 size = request.ByteSize()
                 if not reservation.try_grow_to(size):
                     await reservation.grow_to(size)
+            dp.admit(peer_address(context.peer()), "grpc")
             version, decoded, outputs = await dp.predict(
                 request.model_name,
                 request.model_version or None,
@@ -129,11 +130,22 @@ class InferenceServicer:
         return response
 
 
+def peer_address(peer: str) -> str:
+    """The address in grpc's peer string ('ipv4:1.2.3.4:5678', 'ipv6:[::1]:5678', 'unix:/path')."""
+    kind, _, rest = peer.partition(":")
+    if kind in ("ipv4", "ipv6"):
+        return rest.rpartition(":")[0].strip("[]")
+    return rest or peer
+
+
 async def _abort(context: Any, exc: BaseException, status: int | None = None) -> Any:
     status = status_for(exc) if status is None else status
     if status >= 500 and not isinstance(exc, ServingError):
         log.error("request failed", exc_info=exc)
-    await context.abort(grpc_code(status), error_message(exc, status))
+    # Retry-After of a 429 or 503 travels as trailing metadata (gRPC has no such header)
+    retry = exc.headers.get("Retry-After") if isinstance(exc, ServingError) else None
+    trailers = (("retry-after", retry),) if retry else ()
+    await context.abort(grpc_code(status), error_message(exc, status), trailing_metadata=trailers)
 
 
 class Health(health_pb2_grpc.HealthServicer):  # type: ignore[misc]  # grpc_health is untyped

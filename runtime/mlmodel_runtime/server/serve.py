@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import math
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
@@ -41,6 +42,7 @@ if TYPE_CHECKING:
     from fastapi import FastAPI
 
     from mlmodel_runtime.quality.drift import DriftMonitor
+    from mlmodel_runtime.server.ratelimit import RateLimiter
     from mlmodel_runtime.server.shadow import Shadow
 
 log = logging.getLogger(__name__)
@@ -151,6 +153,18 @@ def start_shadow(settings: ServeSettings, metrics: RuntimeMetrics) -> Shadow | N
     return Shadow(config, settings.model_name, settings.model_revision, metrics.shadow_requests)
 
 
+def rate_limiter(settings: ServeSettings) -> RateLimiter | None:
+    """The per-client rate limit of MLMODEL_RATE_LIMIT_RPS (and _BURST), None when it is 0."""
+    if settings.rate_limit_rps <= 0:
+        return None
+    from mlmodel_runtime.server.ratelimit import RateLimiter
+
+    burst = settings.rate_limit_burst or max(1, math.ceil(settings.rate_limit_rps))
+    log.info("rate limit", extra={"rps": settings.rate_limit_rps, "burst": burst,
+                                  "max_clients": settings.rate_limit_max_clients})
+    return RateLimiter(settings.rate_limit_rps, burst, settings.rate_limit_max_clients)
+
+
 def freeze_heap() -> None:
     """Keep the garbage collector off the objects that live as long as the process.
 
@@ -196,6 +210,7 @@ def serve(settings: ServeSettings) -> int:
             server.should_exit = True
 
     data_plane.shadow = start_shadow(settings, families)
+    data_plane.rate_limit = rate_limiter(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
