@@ -22,7 +22,7 @@ from typing import Any
 from mlmodel_operator import names
 from mlmodel_operator.config import OperatorConfig
 from mlmodel_operator.render.autoscaling import autoscaler_kind, render_autoscaler
-from mlmodel_operator.spec import AutoscalingStatus, MLModel
+from mlmodel_operator.spec import Autoscaling, AutoscalingStatus, MLModel
 
 Object = Mapping[str, Any]
 KINDS = ("ScaledObject", "HorizontalPodAutoscaler")
@@ -57,7 +57,9 @@ def decide(model: MLModel, config: OperatorConfig, live: Mapping[str, Object | N
     if wanted is not None and _hash(ours.get(kind or "")) != _hash(wanted):
         apply = wanted
     # Set while spec.autoscaling is (the HPA may not exist yet): a later pass knows there is something to delete.
-    status = (observe(hpa) or AutoscalingStatus(hpa=model.metadata.name)) if wanted is not None else None
+    status = None
+    if model.spec.autoscaling is not None:
+        status = observe(hpa, model.spec.autoscaling) or AutoscalingStatus(hpa=model.metadata.name)
     return AutoscalerPlan(scale_to(model, running), apply, delete, status)
 
 
@@ -74,8 +76,10 @@ def _hash(obj: Object | None) -> str | None:
     return str(value) if value is not None else None
 
 
-def observe(hpa: Object | None) -> AutoscalingStatus | None:
-    """status.autoscaling from the HPA as read (None: it does not exist yet)."""
+def observe(hpa: Object | None, bounds: Autoscaling) -> AutoscalingStatus | None:
+    """status.autoscaling from the HPA as read (None: it does not exist yet). `atLimit` compares what it wants
+    with the bounds, not its ScalingLimited condition, which flips with every sample near a bound (a status
+    write each time)."""
     if hpa is None:
         return None
     status = hpa.get("status") or {}
@@ -86,13 +90,18 @@ def observe(hpa: Object | None) -> AutoscalingStatus | None:
         return None if cond is None else cond.get("status") == "True"
 
     failing = next((conditions[t] for t in ("AbleToScale", "ScalingActive") if state(t) is False), None)
-    limited = conditions.get("ScalingLimited")
+    desired = status.get("desiredReplicas")
+    at_limit = None
+    if desired is not None and desired >= bounds.max_replicas:
+        at_limit = "maxReplicas"
+    elif desired is not None and desired <= bounds.min_replicas:
+        at_limit = "minReplicas"
     return AutoscalingStatus(
         hpa=str(hpa["metadata"]["name"]),
-        desired_replicas=status.get("desiredReplicas"),
+        desired_replicas=desired,
         current_replicas=status.get("currentReplicas"),
         able_to_scale=state("AbleToScale"),
         scaling_active=state("ScalingActive"),
-        at_limit=str(limited.get("reason")) if limited and limited.get("status") == "True" else None,
+        at_limit=at_limit,
         problem=f"{failing.get('reason')}: {failing.get('message')}" if failing else None,
     )

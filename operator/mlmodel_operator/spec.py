@@ -211,6 +211,23 @@ class Batching(_Model):
     )
 
 
+class RateLimit(_Model):
+    """Per-client rate limit of each replica's runtime: a token bucket per client, shared by REST and gRPC."""
+
+    requests_per_second: float = Field(
+        gt=0,
+        le=1000000,
+        description=(
+            "Inference requests a second per client and replica (the client: its source address); beyond it "
+            "429 with Retry-After (gRPC: RESOURCE_EXHAUSTED)."
+        ),
+    )
+    burst: int = Field(
+        default=0, ge=0, le=1000000,
+        description="Requests a client may send at once above its rate; 0: the rate rounded up, at least 1.",
+    )
+
+
 class Rollout(_Model):
     """How a new revision replaces the serving one."""
 
@@ -453,6 +470,9 @@ class MLModelSpec(_Model):
             "probes on grpc.health.v1 (startup 'started', readiness '', liveness 'live')."
         ),
     )
+    rate_limit: RateLimit | None = Field(
+        default=None, description="Per-client rate limit of inference requests in each replica; unset: none."
+    )
     quality_gate: QualityGate | None = Field(
         default=None,
         description=(
@@ -532,6 +552,7 @@ class RevisionSettings(_Model):
     batching: Batching = Field(default_factory=Batching, description="spec.batching of the revision.")
     pod_metadata: PodMetadata = Field(default_factory=PodMetadata, description="spec.podMetadata of the revision.")
     protocol: Protocol = Field(default="http", description="spec.protocol of the revision.")
+    rate_limit: RateLimit | None = Field(default=None, description="spec.rateLimit of the revision.")
 
     @classmethod
     def of(cls, spec: MLModelSpec) -> RevisionSettings:
@@ -605,7 +626,7 @@ class AutoscalingStatus(_Model):
         default=None, description="The HPA's ScalingActive condition: False when its metric cannot be read."
     )
     at_limit: str | None = Field(
-        default=None, description="TooFewReplicas or TooManyReplicas: the HPA wants more or fewer than its bounds."
+        default=None, description="minReplicas or maxReplicas: what the HPA wants is at that bound."
     )
     problem: str | None = Field(
         default=None, description="Why the HPA cannot scale (reason: message of its failing condition); the replicas "

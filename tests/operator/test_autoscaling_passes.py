@@ -147,10 +147,18 @@ def test_decide_deletes_only_what_the_operator_rendered() -> None:
     assert decide(model, config, {"HorizontalPodAutoscaler": ours}, None, 2).delete == ("HorizontalPodAutoscaler",)
 
 
-def test_observe_at_limit() -> None:
-    hpa = {"metadata": {"name": "m"}, "status": {"desiredReplicas": 6, "currentReplicas": 6, "conditions": [
-        {"type": "ScalingLimited", "status": "True", "reason": "TooManyReplicas", "message": "capped"}]}}
-    seen = observe(hpa)
-    assert seen is not None
-    assert seen.at_limit == "TooManyReplicas"
-    assert seen.problem is None
+def test_at_limit_from_the_bounds_not_the_flipping_condition() -> None:
+    bounds = factories.model(autoscaling=AUTO).spec.autoscaling
+    assert bounds is not None
+    seen = []
+    for limited in ("True", "False"):  # ScalingLimited flips as samples cross the bound: the status does not
+        hpa = {"metadata": {"name": "m"}, "status": {"desiredReplicas": 6, "currentReplicas": 6, "conditions": [
+            {"type": "ScalingLimited", "status": limited, "reason": "TooManyReplicas", "message": "capped"}]}}
+        seen.append(observe(hpa, bounds))
+    assert seen[0] == seen[1]
+    assert seen[0] is not None
+    assert seen[0].at_limit == "maxReplicas"
+    assert seen[0].problem is None
+    low = observe({"metadata": {"name": "m"}, "status": {"desiredReplicas": 2}}, bounds)
+    assert low is not None
+    assert low.at_limit == "minReplicas"
