@@ -67,3 +67,20 @@ def test_protocol_is_kept_with_the_revision() -> None:
     assert kept.apply_to(model().spec).protocol == "grpc"
     older = {k: v for k, v in kept.model_dump(by_alias=True).items() if k != "protocol"}  # a record from before
     assert RevisionSettings.model_validate(older).protocol == "http"
+
+
+@pytest.mark.parametrize(
+    ("rate_limit", "env"),
+    [
+        (None, {}),
+        ({"requestsPerSecond": 50}, {"MLMODEL_RATE_LIMIT_RPS": "50", "MLMODEL_RATE_LIMIT_BURST": "0"}),
+        ({"requestsPerSecond": 0.5, "burst": 20}, {"MLMODEL_RATE_LIMIT_RPS": "0.5", "MLMODEL_RATE_LIMIT_BURST": "20"}),
+    ],
+)
+def test_rate_limit_reaches_the_runtime(rate_limit: dict[str, Any] | None, env: dict[str, str]) -> None:
+    fields: dict[str, Any] = {} if rate_limit is None else {"rateLimit": rate_limit}
+    spec = model(**fields).spec
+    container = _container(render_deployment(render_input(model(**fields))))
+    rendered = {e["name"]: e["value"] for e in container["env"] if e["name"].startswith("MLMODEL_RATE_LIMIT")}
+    assert rendered == env
+    assert RevisionSettings.of(spec).rate_limit == spec.rate_limit  # a revision keeps its limit

@@ -53,6 +53,9 @@ def _env(inp: RenderInput, revision: int | None) -> list[dict[str, Any]]:
         {"name": "MLMODEL_DEVICE", "value": "cuda" if spec.resources.gpu > 0 else "cpu"},
         {"name": "MLMODEL_ALLOW_PICKLE", "value": "true" if config.allow_pickle else "false"},
     ]
+    if spec.rate_limit is not None:
+        env.append({"name": "MLMODEL_RATE_LIMIT_RPS", "value": f"{spec.rate_limit.requests_per_second:g}"})
+        env.append({"name": "MLMODEL_RATE_LIMIT_BURST", "value": str(spec.rate_limit.burst)})
     endpoint = spec.source.endpoint or config.object_store.endpoint
     if endpoint:
         env.append({"name": "AWS_ENDPOINT_URL", "value": endpoint})
