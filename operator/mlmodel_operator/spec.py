@@ -215,7 +215,7 @@ class RateLimit(_Model):
     """Per-client rate limit of each replica's runtime: a token bucket per client, shared by REST and gRPC."""
 
     requests_per_second: float = Field(
-        gt=0,
+        ge=0.001,  # not gt=0: pydantic writes exclusiveMinimum as a number, which OpenAPI v3.0 (CRDs) refuses
         le=1000000,
         description=(
             "Inference requests a second per client and replica (the client: its source address); beyond it "
