@@ -113,6 +113,29 @@ class ServeSettings(FetchSettings):
     rate_limit_max_clients: int = Field(default=10000, ge=1)
     """Clients whose buckets are kept (least recently seen forgotten first): bounds the limiter's memory."""
 
+    auth: Literal["none", "kubernetes", "apikeys"] = "none"
+    """Bearer tokens on inference and metadata requests (health stays open): `kubernetes` (TokenReview, then a
+    SubjectAccessReview on this MLModel), `apikeys` (hashed keys from a mounted Secret) or `none`."""
+
+    auth_namespace: str = ""
+    """auth=kubernetes: the MLModel's namespace, for the SubjectAccessReview."""
+
+    auth_verb: str = Field(default="get", min_length=1)
+    """auth=kubernetes: the verb on the MLModel a caller needs."""
+
+    auth_cache_ttl_s: float = Field(default=60.0, gt=0, le=600)
+    """auth=kubernetes: how long a token's verdict (either way) is kept."""
+
+    auth_cache_size: int = Field(default=10000, ge=1)
+    """auth=kubernetes: verdicts kept at most (least recently used forgotten first)."""
+
+    auth_kubeconfig: str = ""
+    """auth=kubernetes: a kubeconfig for the reviews; empty: the pod's ServiceAccount (in-cluster)."""
+
+    auth_api_keys_dir: str = "/etc/mlmodel/api-keys"
+    """auth=apikeys: the mounted Secret's folder, one file per key holding its SHA-256 in hex (read again
+    every second, so rotation needs no restart)."""
+
     intra_op_threads: int = Field(default=0, ge=0)
     """Threads inside one operator (0 = the framework's default)."""
 

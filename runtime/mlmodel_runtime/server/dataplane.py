@@ -31,6 +31,7 @@ from mlmodel_runtime.server.wire import quote
 
 if TYPE_CHECKING:
     from mlmodel_runtime.quality.drift import DriftMonitor
+    from mlmodel_runtime.server.auth import Authenticator
     from mlmodel_runtime.server.ratelimit import RateLimiter
     from mlmodel_runtime.server.shadow import Shadow
 
@@ -73,6 +74,7 @@ class DataPlane:
         self.drift: DriftMonitor | None = None  # set by the loader before the model is attached
         self.shadow: Shadow | None = None  # copies a share of requests to a candidate revision (server/shadow.py)
         self.rate_limit: RateLimiter | None = None  # per-client token buckets (server/ratelimit.py)
+        self.auth: Authenticator | None = None  # bearer tokens on inference and metadata (server/auth.py)
         self._server_metadata = {"name": SERVER_NAME, "version": _version(), "extensions": list(EXTENSIONS)}
 
     # ---- lifecycle
@@ -161,6 +163,14 @@ class DataPlane:
         }
 
     # ---- inference
+
+    async def identify(self, authorization: str | bytes | None) -> str | None:
+        """The caller's identity from its Authorization header (401/403/503 errors), None with auth off."""
+        if self.auth is None:
+            return None
+        from mlmodel_runtime.server.auth import bearer_token
+
+        return await self.auth.identify(bearer_token(authorization))
 
     def admit(self, client: str, protocol: str) -> None:
         """Take a token of `client`'s rate limit (both protocols share it), or raise RateLimited (counted)."""

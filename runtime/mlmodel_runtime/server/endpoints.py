@@ -56,6 +56,13 @@ def decoding_cost(size: int, header_length: int | None) -> int:
     return json_part * JSON_DECODING_COST + (size - json_part)
 
 
+def _header(scope: Scope, name: bytes) -> bytes | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return bytes(value)
+    return None
+
+
 def client_address(scope: Scope) -> str:
     """The source address of the connection (the rate limit's client without authentication)."""
     client = scope.get("client")
@@ -73,6 +80,10 @@ class Endpoints:
     # ---- server
 
     async def server_metadata(self, request: Request) -> Response:
+        try:
+            await self._dp.identify(request.headers.get("authorization"))
+        except Exception as exc:
+            return self._failure(exc)
         return json_response(self._dp.server_metadata())
 
     async def live(self, request: Request) -> Response:
@@ -91,6 +102,7 @@ class Endpoints:
     async def model_metadata(self, request: Request) -> Response:
         params = request.path_params
         try:
+            await self._dp.identify(request.headers.get("authorization"))
             return json_response(self._dp.model_metadata(params["name"], params.get("version")))
         except Exception as exc:
             return self._failure(exc)
@@ -139,7 +151,8 @@ class InferEndpoint:
             metrics.inflight.inc()
         reservation = self._budget.reservation()
         try:
-            self._dp.admit(client_address(scope), "rest")
+            identity = await self._dp.identify(_header(scope, b"authorization")) if self._dp.auth else None
+            self._dp.admit(identity or client_address(scope), "rest")
             length = encoding = header_len = None
             for key, value in scope["headers"]:
                 if key == b"content-length":

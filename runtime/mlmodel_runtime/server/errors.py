@@ -45,6 +45,22 @@ class Overloaded(ServingError):
     headers = {"Retry-After": "1"}
 
 
+class Unauthenticated(ServingError):
+    """No bearer token, or one that is not valid (server/auth.py)."""
+
+    headers = {"WWW-Authenticate": "Bearer"}
+
+
+class Forbidden(ServingError):
+    """A valid token whose subject may not use this model."""
+
+
+class AuthUnavailable(ServingError):
+    """The token cannot be checked now (the API server is unreachable); the client should retry."""
+
+    headers = {"Retry-After": "1"}
+
+
 class RateLimited(ServingError):
     """The client is over its rate limit (server/ratelimit.py); Retry-After says when it has a token again."""
 
@@ -69,11 +85,14 @@ STATUS: dict[type[Exception], int] = {
     InvalidInput: 400,
     # the framework refused validated inputs (e.g. an index out of range): a problem of this input
     InferenceError: 400,
+    Unauthenticated: 401,
+    Forbidden: 403,
     ModelNotFound: 404,
     PayloadTooLarge: 413,
     UnsupportedEncoding: 415,
     RateLimited: 429,
     ModelNotReady: 503,
+    AuthUnavailable: 503,
     QueueFull: 503,
     Overloaded: 503,
     # the client hung up while sending; nobody reads the answer (nginx's code, for the metrics)

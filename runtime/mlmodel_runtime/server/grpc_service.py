@@ -75,6 +75,10 @@ class InferenceServicer:
         return pb.ServerReadyResponse(ready=self._dp.ready())
 
     async def ServerMetadata(self, request: pb.ServerMetadataRequest, context: Any) -> pb.ServerMetadataResponse:
+        try:
+            await self._dp.identify(authorization(context))
+        except Exception as exc:
+            await _abort(context, exc)
         return self._server_metadata
 
     async def ModelReady(self, request: pb.ModelReadyRequest, context: Any) -> pb.ModelReadyResponse:
@@ -86,6 +90,7 @@ class InferenceServicer:
 
     async def ModelMetadata(self, request: pb.ModelMetadataRequest, context: Any) -> pb.ModelMetadataResponse:
         try:
+            await self._dp.identify(authorization(context))
             meta = self._dp.model_metadata(request.name, request.version or None)
         except Exception as exc:
             await _abort(context, exc)
@@ -106,7 +111,8 @@ class InferenceServicer:
                 size = request.ByteSize()
                 if not reservation.try_grow_to(size):
                     await reservation.grow_to(size)
-            dp.admit(peer_address(context.peer()), "grpc")
+            identity = await dp.identify(authorization(context)) if dp.auth else None
+            dp.admit(identity or peer_address(context.peer()), "grpc")
             version, decoded, outputs = await dp.predict(
                 request.model_name,
                 request.model_version or None,
@@ -128,6 +134,14 @@ class InferenceServicer:
         if failure is not None:
             await _abort(context, failure, status)
         return response
+
+
+def authorization(context: Any) -> str | None:
+    """The call's `authorization` metadata (gRPC's form of the header)."""
+    for key, value in context.invocation_metadata() or ():
+        if key == "authorization":
+            return str(value)
+    return None
 
 
 def peer_address(peer: str) -> str:

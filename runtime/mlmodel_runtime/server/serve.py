@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from fastapi import FastAPI
 
     from mlmodel_runtime.quality.drift import DriftMonitor
+    from mlmodel_runtime.server.auth import Authenticator
     from mlmodel_runtime.server.ratelimit import RateLimiter
     from mlmodel_runtime.server.shadow import Shadow
 
@@ -165,6 +166,23 @@ def rate_limiter(settings: ServeSettings) -> RateLimiter | None:
     return RateLimiter(settings.rate_limit_rps, burst, settings.rate_limit_max_clients)
 
 
+def authenticator(settings: ServeSettings) -> Authenticator | None:
+    """The token check of MLMODEL_AUTH, None when it is `none`."""
+    if settings.auth == "none":
+        return None
+    from mlmodel_runtime.server.auth import ApiKeys, KubeReviews, TokenReviewer
+
+    log.info("authentication", extra={"auth": settings.auth})
+    if settings.auth == "apikeys":
+        return ApiKeys(Path(settings.auth_api_keys_dir))
+    if not settings.auth_namespace:
+        raise ValueError("MLMODEL_AUTH=kubernetes needs MLMODEL_AUTH_NAMESPACE (the MLModel's namespace)")
+    return TokenReviewer(
+        KubeReviews(settings.auth_kubeconfig), settings.auth_namespace, settings.model_name,
+        verb=settings.auth_verb, ttl_s=settings.auth_cache_ttl_s, max_entries=settings.auth_cache_size,
+    )
+
+
 def freeze_heap() -> None:
     """Keep the garbage collector off the objects that live as long as the process.
 
@@ -211,6 +229,11 @@ def serve(settings: ServeSettings) -> int:
 
     data_plane.shadow = start_shadow(settings, families)
     data_plane.rate_limit = rate_limiter(settings)
+    try:
+        data_plane.auth = authenticator(settings)
+    except Exception as exc:  # a missing namespace, no in-cluster config or an unreadable kubeconfig
+        log_failure("cannot set up authentication", exc)
+        return EXIT_FAILED
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
