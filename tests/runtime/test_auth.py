@@ -23,18 +23,11 @@ from mlmodel_runtime.server.oip import grpc_predict_v2_pb2_grpc as pb_grpc
 
 from tests.runtime.conftest import Serve
 from tests.runtime.models import json_body
+from tests.support.clock import FakeMonotonic
 from tests.support.ports import free_port
 from tests.support.waiting import wait_for
 
 X = np.ones((1, 4), np.float32)
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def store_key(folder: Path, name: str, key: str) -> None:
@@ -52,7 +45,7 @@ def test_bearer_token(header: str | bytes | None, token: str | None) -> None:
 
 
 async def test_api_keys_are_hashed_and_rotate(tmp_path: Path) -> None:
-    clock = Clock()
+    clock = FakeMonotonic()
     store_key(tmp_path, "team-a", "key-a")
     store_key(tmp_path, "team-b", "key-b")
     (tmp_path / "..data").mkdir()  # a Secret volume's own entries are not keys
@@ -93,7 +86,7 @@ class FakeReviews:
 
 
 async def test_token_verdicts_are_cached_both_ways_and_expire() -> None:
-    clock, reviews = Clock(), FakeReviews()
+    clock, reviews = FakeMonotonic(), FakeReviews()
     reviewer = TokenReviewer(reviews, "ns", "m", ttl_s=30, max_entries=100, clock=clock)
     assert await reviewer.identify("good") == "system:serviceaccount:ns:allowed"
     assert await reviewer.identify("good") == "system:serviceaccount:ns:allowed"
@@ -114,7 +107,7 @@ async def test_token_verdicts_are_cached_both_ways_and_expire() -> None:
 
 async def test_token_cache_is_bounded_and_outages_are_not_cached() -> None:
     reviews = FakeReviews()
-    reviewer = TokenReviewer(reviews, "ns", "m", ttl_s=30, max_entries=50, clock=Clock())
+    reviewer = TokenReviewer(reviews, "ns", "m", ttl_s=30, max_entries=50, clock=FakeMonotonic())
     for i in range(500):
         with pytest.raises(Unauthenticated):
             await reviewer.identify(f"t{i}")

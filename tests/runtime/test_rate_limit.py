@@ -23,21 +23,14 @@ from mlmodel_runtime.server.ratelimit import RateLimiter
 
 from tests.runtime.conftest import Serve
 from tests.runtime.models import json_body
+from tests.support.clock import FakeMonotonic
 from tests.support.ports import free_port
 
 X = np.ones((1, 4), np.float32)
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def test_a_burst_passes_then_the_rate_holds() -> None:
-    clock = Clock()
+    clock = FakeMonotonic()
     limiter = RateLimiter(rate=2.0, burst=3, max_clients=10, clock=clock)
     assert [limiter.wait_s("a") for _ in range(3)] == [0.0, 0.0, 0.0]
     assert limiter.wait_s("a") == pytest.approx(0.5)
@@ -50,7 +43,7 @@ def test_a_burst_passes_then_the_rate_holds() -> None:
 
 
 def test_refusal_carries_retry_after() -> None:
-    limiter = RateLimiter(rate=0.25, burst=1, max_clients=10, clock=Clock())
+    limiter = RateLimiter(rate=0.25, burst=1, max_clients=10, clock=FakeMonotonic())
     limiter.admit("a")
     with pytest.raises(RateLimited, match=r"0.25 requests/s with a burst of 1 per client; retry in 4.00 s") as caught:
         limiter.admit("a")
@@ -59,7 +52,7 @@ def test_refusal_carries_retry_after() -> None:
 
 def test_ten_thousand_clients_stay_within_the_cap() -> None:
     cap = 1000
-    limiter = RateLimiter(rate=1.0, burst=1, max_clients=cap, clock=Clock())
+    limiter = RateLimiter(rate=1.0, burst=1, max_clients=cap, clock=FakeMonotonic())
     tracemalloc.start()
     try:
         for i in range(cap):
