@@ -65,6 +65,7 @@ def test_npz_examples_and_tolerances_from_the_file(tmp_path: Path, model_dir: Pa
     np.savez(tmp_path / "batch.npz", **arrays)
     ok = mlmodel("pack", str(model_dir), "--examples", str(tmp_path / "batch.npz"), "--tolerance", "default=0,1e-5")
     assert ok.returncode == 0, ok.stderr
+    assert "quality: examples.json" in ok.stdout
     body = stored(model_dir)
     assert body["examples"][0]["name"] == "batch"
     assert body["examples"][0]["outputs"][0]["shape"] == [5, 2]
