@@ -151,7 +151,9 @@ class InferEndpoint:
             metrics.inflight.inc()
         reservation = self._budget.reservation()
         try:
-            identity = await self._dp.identify(_header(scope, b"authorization")) if self._dp.auth else None
+            identity = None
+            if self._dp.auth is not None:
+                identity = await self._dp.identify(_header(scope, b"authorization"))
             self._dp.admit(identity or client_address(scope), "rest")
             length = encoding = header_len = None
             for key, value in scope["headers"]:

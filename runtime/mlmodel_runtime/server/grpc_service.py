@@ -111,7 +111,7 @@ class InferenceServicer:
                 size = request.ByteSize()
                 if not reservation.try_grow_to(size):
                     await reservation.grow_to(size)
-            identity = await dp.identify(authorization(context)) if dp.auth else None
+            identity = await dp.identify(authorization(context)) if dp.auth is not None else None
             dp.admit(identity or peer_address(context.peer()), "grpc")
             version, decoded, outputs = await dp.predict(
                 request.model_name,
