@@ -228,6 +228,23 @@ class RateLimit(_Model):
     )
 
 
+class Auth(_Model):
+    """Bearer tokens on the model's inference and metadata requests, over REST and gRPC (health and metrics
+    stay open to probes and scrapers): 401 without a valid token. Off when unset."""
+
+    mode: Literal["APIKeys"] = Field(
+        description=(
+            "APIKeys: keys from a Secret in the model's namespace; every entry of the Secret is one key's "
+            "SHA-256 in hex (the key itself is never stored), compared in constant time. Editing the Secret "
+            "adds or revokes keys without a restart, once the kubelet updates the pods' volume (about a minute)."
+        ),
+    )
+    api_keys_secret: str = Field(
+        min_length=1, max_length=253, pattern=DNS_SUBDOMAIN_PATTERN,
+        description="APIKeys: the Secret that holds the keys' hashes.",
+    )
+
+
 class Rollout(_Model):
     """How a new revision replaces the serving one."""
 
@@ -473,6 +490,8 @@ class MLModelSpec(_Model):
     rate_limit: RateLimit | None = Field(
         default=None, description="Per-client rate limit of inference requests in each replica; unset: none."
     )
+    auth: Auth | None = Field(default=None, description="Request authentication; unset: none (anyone who can reach "
+                              "the Service may call the model).")
     quality_gate: QualityGate | None = Field(
         default=None,
         description=(
@@ -553,6 +572,7 @@ class RevisionSettings(_Model):
     pod_metadata: PodMetadata = Field(default_factory=PodMetadata, description="spec.podMetadata of the revision.")
     protocol: Protocol = Field(default="http", description="spec.protocol of the revision.")
     rate_limit: RateLimit | None = Field(default=None, description="spec.rateLimit of the revision.")
+    auth: Auth | None = Field(default=None, description="spec.auth of the revision.")
 
     @classmethod
     def of(cls, spec: MLModelSpec) -> RevisionSettings:

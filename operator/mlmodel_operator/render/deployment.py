@@ -6,6 +6,7 @@ import math
 from typing import Any
 
 from mlmodel_operator import names
+from mlmodel_operator.render.auth import auth_env, auth_volume_mounts, auth_volumes
 from mlmodel_operator.render.hashing import stable_hash
 from mlmodel_operator.render.inputs import RenderInput
 from mlmodel_operator.render.probes import probes
@@ -56,6 +57,7 @@ def _env(inp: RenderInput, revision: int | None) -> list[dict[str, Any]]:
     if spec.rate_limit is not None:
         env.append({"name": "MLMODEL_RATE_LIMIT_RPS", "value": f"{spec.rate_limit.requests_per_second:g}"})
         env.append({"name": "MLMODEL_RATE_LIMIT_BURST", "value": str(spec.rate_limit.burst)})
+    env.extend(auth_env(inp))
     endpoint = spec.source.endpoint or config.object_store.endpoint
     if endpoint:
         env.append({"name": "AWS_ENDPOINT_URL", "value": endpoint})
@@ -97,6 +99,7 @@ def _container(inp: RenderInput, revision: int | None) -> dict[str, Any]:
         "volumeMounts": [
             {"name": "model", "mountPath": names.MODEL_DIR},
             {"name": "tmp", "mountPath": "/tmp"},
+            *auth_volume_mounts(inp),
         ],
     }
 
@@ -132,6 +135,7 @@ def _pod_template(inp: RenderInput, revision: int | None) -> dict[str, Any]:
         "volumes": [
             {"name": "model", "emptyDir": {"sizeLimit": model_dir_size_limit(inp.package.size)}},
             {"name": "tmp", "emptyDir": {"sizeLimit": runtime.scratch_size_limit}},
+            *auth_volumes(inp),
         ],
     }
     if runtime.service_account_name:
