@@ -26,4 +26,5 @@ if [ "$only" = all ] || [ "$only" = runtime ]; then
   run $PY bench/quality/run.py
   run $PY bench/canary/shadow_bench.py
   run $PY bench/grpc/grpc_bench.py
+  run $PY bench/grpc/guard_bench.py
 fi

@@ -5,7 +5,8 @@
 
 PROTOCOL is `grpc` (tritonclient.grpc.aio, raw_input_contents) or `rest` (tritonclient.http.aio with
 binary tensor data both ways). CONCURRENCY tasks send the same MLP request back to back for SECONDS
-after a one-second warm-up; prints one JSON line: req_s, p50_ms, p99_ms, errors. (tritonclient.grpc
+after a one-second warm-up (with `Authorization: Bearer $BENCH_TOKEN` when set); prints one JSON line:
+req_s, p50_ms, p99_ms, errors. (tritonclient.grpc
 registers the protocol's protobuf names, so it never shares a process with the runtime's stubs.)
 """
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 import time
 from typing import Any
@@ -36,6 +38,8 @@ async def run(protocol: str, port: int, batch: int, concurrency: int, seconds: f
         tensor = client_mod.InferInput("input", list(x.shape), "FP32")
         tensor.set_data_from_numpy(x, binary_data=True)
         outputs = [client_mod.InferRequestedOutput("output", binary_data=True)]
+    token = os.environ.get("BENCH_TOKEN")
+    headers = {"authorization": f"Bearer {token}"} if token else None
     latencies: list[float] = []
     errors = 0
     measuring = False
@@ -46,7 +50,7 @@ async def run(protocol: str, port: int, batch: int, concurrency: int, seconds: f
         while time.perf_counter() < stop_at:
             started = time.perf_counter()
             try:
-                result = await client.infer("mlp", [tensor], outputs=outputs)
+                result = await client.infer("mlp", [tensor], outputs=outputs, headers=headers)
                 assert result.as_numpy("output").shape == (batch, 2)
             except Exception:
                 errors += 1
