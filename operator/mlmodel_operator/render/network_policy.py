@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mlmodel_operator import names
-from mlmodel_operator.render.deployment import owner_reference
 from mlmodel_operator.render.hashing import stable_hash
 from mlmodel_operator.render.inputs import RenderInput
+from mlmodel_operator.render.service import object_metadata
 
 NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
 
@@ -69,8 +69,7 @@ def _tcp(*ports: int) -> list[dict[str, Any]]:
 
 
 def render_network_policy(inp: RenderInput, rules: NetworkRules) -> dict[str, Any]:
-    model = inp.model
-    name = model.metadata.name
+    name = inp.model.metadata.name
     clients = [peer.to_k8s() for peer in rules.clients] or [{"podSelector": {}}]  # {}: this namespace's pods
     egress: list[dict[str, Any]] = [
         {"to": [rules.dns.to_k8s()], "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]},
@@ -80,13 +79,7 @@ def render_network_policy(inp: RenderInput, rules: NetworkRules) -> dict[str, An
     policy: dict[str, Any] = {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
-        "metadata": {
-            "name": name,
-            "namespace": model.metadata.namespace,
-            "labels": names.object_labels(name),
-            "annotations": {},
-            "ownerReferences": [owner_reference(inp)],
-        },
+        "metadata": object_metadata(inp),
         "spec": {
             "podSelector": {"matchLabels": names.selector_labels(name)},
             "policyTypes": ["Ingress", "Egress"],

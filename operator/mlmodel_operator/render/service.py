@@ -10,6 +10,19 @@ from mlmodel_operator.render.hashing import stable_hash
 from mlmodel_operator.render.inputs import RenderInput
 
 
+def object_metadata(inp: RenderInput) -> dict[str, Any]:
+    """Name, namespace, labels and owner of a namespaced object rendered for the model (annotations to fill)."""
+    model = inp.model
+    name = model.metadata.name
+    return {
+        "name": name,
+        "namespace": model.metadata.namespace,
+        "labels": names.object_labels(name),
+        "annotations": {},
+        "ownerReferences": [owner_reference(inp)],
+    }
+
+
 def render_service(inp: RenderInput) -> dict[str, Any]:
     """A ClusterIP Service in front of the runtime pods: the V2 REST port, the metrics port and the V2 gRPC port."""
     model = inp.model
@@ -17,13 +30,7 @@ def render_service(inp: RenderInput) -> dict[str, Any]:
     service: dict[str, Any] = {
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": {
-            "name": name,
-            "namespace": model.metadata.namespace,
-            "labels": names.object_labels(name),
-            "annotations": {},
-            "ownerReferences": [owner_reference(inp)],
-        },
+        "metadata": object_metadata(inp),
         "spec": {
             "type": "ClusterIP",
             "selector": names.selector_labels(name),
