@@ -1,8 +1,8 @@
 """A package whose model was swapped for one with other weights (same files, valid manifest, new digest) fails
 its examples in a real pod on the real node: the runtime exits with code 17 before it ever reports started,
 the operator records revision 2 Failed with reason ExamplesMismatch, quoting the example, the output and the
-largest difference, and rolls back; revision 1's pods keep serving, never restarted or replaced, and a client
-loop through the Service sees no failed request."""
+largest difference, and rolls back (status.quality: examples Failed); revision 1's pods keep serving, never
+restarted or replaced, and a client loop through the Service sees no failed request."""
 
 from __future__ import annotations
 
@@ -50,3 +50,4 @@ def test_swapped_model_fails_its_examples_and_rolls_back(
     assert rolled_back["reason"] == "ExamplesMismatch", rolled_back
     serving = next(h for h in rolled["status"]["history"] if h["revision"] == 1)
     assert serving["outcome"] == "Serving"
+    assert rolled["status"]["quality"] == {"revision": 2, "examples": "Failed", "gate": "NotSet"}
