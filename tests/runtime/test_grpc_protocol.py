@@ -247,3 +247,44 @@ def test_a_busy_grpc_port_stops_the_runtime(onnx_package: Path, serve: Serve) ->
         server = serve(onnx_package, grpc_port=taken.getsockname()[1], wait=False)
         assert server.wait(120) != 0
     assert "cannot serve gRPC" in server.logs()
+
+
+def test_a_full_queue_is_unavailable_over_grpc_and_shared_with_rest(slow_package: Path, serve: Serve) -> None:
+    """One queue for both protocols: a REST request computing and one queued fill it (max_queue_size=1), so a
+    gRPC request gets UNAVAILABLE with a retry-after trailer; gRPC health stays SERVING meanwhile and turns
+    NOT_SERVING once the runtime drains (SIGTERM), as REST readiness does."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tests.runtime.models import SLOW_WIDTH
+    from tests.runtime.test_queue_full_and_probes import slow_request
+    from tests.support.waiting import wait_for
+
+    port = free_port()
+    server = serve(slow_package, model="slow", max_queue_size=1, grpc_port=port)
+    labels = {"model": "slow", "revision": ""}
+    request = pb.ModelInferRequest(model_name="slow", raw_input_contents=[np.zeros((1, SLOW_WIDTH), "<f4").tobytes()])
+    request.inputs.add(name="input", datatype="FP32", shape=[1, SLOW_WIDTH])
+    with ThreadPoolExecutor(2) as pool, grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        stub = pb_grpc.GRPCInferenceServiceStub(channel)  # type: ignore[no-untyped-call]
+        health = health_pb2_grpc.HealthStub(channel)
+        running = pool.submit(slow_request, server.base_url, 1.0)
+        wait_for(lambda: server.metric("mlmodel_runtime_inflight_requests", **labels) == 1, 30, "the first request")
+        queued = pool.submit(slow_request, server.base_url, 2.0)
+        wait_for(lambda: server.metric("mlmodel_runtime_queue_depth", **labels) == 1, 30, "a queued request")
+        with pytest.raises(grpc.RpcError) as caught:
+            stub.ModelInfer(request, timeout=30)
+        error: Any = caught.value
+        assert error.code() == grpc.StatusCode.UNAVAILABLE
+        assert "model 'slow' is busy" in error.details()
+        assert dict(error.trailing_metadata())["retry-after"] == "1"
+        check = health_pb2.HealthCheckRequest(service="")
+        assert health.Check(check, timeout=30).status == health_pb2.HealthCheckResponse.SERVING
+        assert [f.result(120)[0] for f in (running, queued)] == [200, 200]
+        # a request computing (about a second) keeps the draining runtime up while health is asked
+        last = pool.submit(slow_request, server.base_url, 3.0)
+        wait_for(lambda: server.metric("mlmodel_runtime_inflight_requests", **labels) == 1, 30, "the last request")
+        server.signal()
+        wait_for(lambda: health.Check(check, timeout=5).status == health_pb2.HealthCheckResponse.NOT_SERVING, 30,
+                 "gRPC readiness to drop while draining")
+        assert last.result(120)[0] == 200
+    assert server.wait(60) == 0
