@@ -48,6 +48,7 @@ class Status:
     node_unavailable: str | None = None  # why this machine runs kwok's nodes only
     prometheus: bool = False  # scrapes the runtime pods, discovering them through the running cluster
     keda: bool = False  # KEDA's operator runs and its metrics API server is Available through the apiserver
+    keda_unavailable: str | None = None  # why this machine runs no KEDA (no real node: no bridge address)
 
 
 def _log(msg: str) -> None:
@@ -71,7 +72,8 @@ def status(layout: Layout | None = None) -> Status:
     prom_ok = cluster_ok and prom.running(layout, server)
     keda_ok = cluster_ok and keda.running(layout, ControlPlane(layout, layout.bin).kubectl)
     return Status(cluster=cluster_ok and (node_ok or unavailable is not None), objectstore=store_ok,
-                  node=node_ok, node_unavailable=unavailable, prometheus=prom_ok, keda=keda_ok)
+                  node=node_ok, node_unavailable=unavailable, prometheus=prom_ok, keda=keda_ok,
+                  keda_unavailable=None if unavailable is None else f"{KEDA_NEEDS} ({unavailable})")
 
 
 def _unavailable(layout: Layout) -> str | None:
@@ -148,9 +150,15 @@ def _start_missing(components: tuple[str, ...], layout: Layout, now: Status) -> 
     _start_addons(components, layout, now, host)
 
 
+KEDA_NEEDS = "KEDA's metrics API server needs the real node's bridge address (the apiserver cannot dial loopback)"
+
+
 def _start_addons(components: tuple[str, ...], layout: Layout, now: Status, host: str) -> None:
     """Prometheus and KEDA, on the cluster now running (they need its apiserver)."""
     wanted = [c for c in ("prometheus", "keda") if c in components and not getattr(now, c)]
+    if "keda" in wanted and host == network.LOOPBACK:
+        _log(f"no KEDA on this machine: {KEDA_NEEDS}")
+        wanted.remove("keda")
     if not wanted:
         return
     plane_procs, plane_state = procs.load(layout.cluster_state)
