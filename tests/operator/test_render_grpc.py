@@ -40,7 +40,7 @@ PROBES: dict[str, dict[str, dict[str, Any]]] = {
     },
     "grpc": {
         "startupProbe": {"grpc": {"port": 8081, "service": "started"}},
-        "readinessProbe": {"grpc": {"port": 8081}},
+        "readinessProbe": {"grpc": {"port": 8081, "service": ""}},
         "livenessProbe": {"grpc": {"port": 8081, "service": "live"}},
     },
 }

@@ -23,8 +23,8 @@ def _http_get(path: str) -> dict[str, Any]:
 
 def _grpc(service: str) -> dict[str, Any]:
     """A native gRPC probe (grpc.health.v1 Check) on the runtime's gRPC port (a number: no named ports);
-    the service "" (overall readiness) is left out, as the kubelet sends "" then."""
-    return {"grpc": {"port": names.GRPC_PORT, **({"service": service} if service else {})}}
+    the service always written, "" too, as the API server stores it."""
+    return {"grpc": {"port": names.GRPC_PORT, "service": service}}
 
 
 def probes(
