@@ -155,9 +155,9 @@ def pack_command(
     out.print(f"  entrypoint {result.manifest.entrypoint}, {len(result.manifest.files)} files listed")
     out.print(f"  digest {result.digest}")
     listed = {e.path for e in result.manifest.files}
-    quality = [name for name in ("examples.json", "baseline.json") if name in listed]
-    if quality:
-        out.print(f"  quality: {', '.join(quality)} (docs/quality.md)")
+    carried = [name for name in ("examples.json", "baseline.json") if name in listed]
+    if carried:
+        out.print(f"  quality: {', '.join(carried)} (docs/quality.md)")
     if result.archive:
         out.print(f"  archive {result.archive}")
 
