@@ -52,7 +52,8 @@ def decide(model: MLModel, config: OperatorConfig, live: Mapping[str, Object | N
     wanted = render_autoscaler(model, config)
     kind = autoscaler_kind(config)[1] if wanted is not None else None
     ours = {k: obj for k, obj in live.items() if obj is not None and _owned_by(obj, model)}
-    delete = tuple(k for k in KINDS if k != kind and k in ours)
+    # One being deleted already (KEDA's finalizer holds a ScaledObject until its HPA is gone) is not deleted again.
+    delete = tuple(k for k in KINDS if k != kind and k in ours and not ours[k]["metadata"].get("deletionTimestamp"))
     apply = None
     if wanted is not None and _hash(ours.get(kind or "")) != _hash(wanted):
         apply = wanted

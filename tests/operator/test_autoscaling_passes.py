@@ -145,6 +145,8 @@ def test_decide_deletes_only_what_the_operator_rendered() -> None:
     keda_hpa = {"metadata": {"name": "fraud-detector", "ownerReferences": [{"kind": "ScaledObject", "uid": "x"}]}}
     assert decide(model, config, {"HorizontalPodAutoscaler": keda_hpa}, keda_hpa, 2).delete == ()
     assert decide(model, config, {"HorizontalPodAutoscaler": ours}, None, 2).delete == ("HorizontalPodAutoscaler",)
+    going = {**ours, "metadata": {**ours["metadata"], "deletionTimestamp": "2026-11-22T10:00:00Z"}}
+    assert decide(model, config, {"HorizontalPodAutoscaler": going}, None, 2).delete == ()
 
 
 def test_at_limit_from_the_bounds_not_the_flipping_condition() -> None:
