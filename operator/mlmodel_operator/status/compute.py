@@ -138,6 +138,14 @@ def _failed(facts: PassFacts, failure: Failure) -> tuple[Verdict, Verdict, Verdi
     return Verdict("False", failure.reason, message), Verdict("False", "Stalled"), stalled
 
 
+def _scaling(facts: PassFacts) -> bool:
+    """Only the replica count of the serving revision differs: no rollout, every pod of the current template,
+    at least one available."""
+    obs = facts.observation
+    return (not facts.revisions.in_rollout and obs.exists and obs.up_to_date and obs.updated == obs.replicas
+            and obs.available >= 1 and not obs.problems)
+
+
 def _progress(facts: PassFacts) -> tuple[Verdict, Verdict, Verdict]:
     """(Ready, Reconciling, Stalled)."""
     obs = facts.observation
@@ -170,10 +178,16 @@ def _progress(facts: PassFacts) -> tuple[Verdict, Verdict, Verdict]:
             stalled = Verdict("True", problem.reason, detail)
     if stalled is not None:
         return Verdict("False", stalled.reason, stalled.message), Verdict("False", "Stalled"), stalled
+    pinned = " (spec.rollbackTo)" if rev.pinned else ""
     if obs.complete:
-        pinned = " (spec.rollbackTo)" if rev.pinned else ""
         msg = f"revision {revision}{pinned} serving, {obs.available}/{obs.desired} replicas available"
         return Verdict("True", "Serving", msg), Verdict("False", "Reconciled"), Verdict("False", "Reconciled")
+    if _scaling(facts):
+        # The serving revision's replica count changes (kubectl scale, an HPA): it keeps serving, so Ready
+        # stays True; Reconciling says the Deployment has not reached the new count yet.
+        msg = (f"revision {revision}{pinned} serving, {obs.available}/{obs.desired} replicas available; "
+               f"scaling from {obs.replicas} to {obs.desired} replicas")
+        return Verdict("True", "Serving", msg), Verdict("True", "Scaling", msg), Verdict("False", "Progressing")
     if not obs.up_to_date or obs.updated < obs.desired or obs.replicas > obs.desired:
         reason = "RollingOut"
         msg = (
