@@ -4,7 +4,6 @@ read from two scrapes of the runtimes' /metrics."""
 from __future__ import annotations
 
 import pytest
-
 from mlmodel_operator.canary import (
     Action,
     Rules,
@@ -114,7 +113,8 @@ def test_window_is_the_increase_between_two_scrapes_summed_over_pods() -> None:
     window = window_between(before, after, model="m", revision="2")
     assert window.requests == 100 + 5 + 50 + 7 + 0  # 2xx, 5xx and 4xx answers alike
     assert window.errors == 5
-    assert window.p99_seconds is not None and 0.01 < window.p99_seconds <= 0.1
+    assert window.p99_seconds is not None
+    assert 0.01 < window.p99_seconds <= 0.1
 
 
 def test_a_counter_reset_counts_from_zero() -> None:
