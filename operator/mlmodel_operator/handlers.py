@@ -53,9 +53,11 @@ def register(
         delay = plan.retry_delay(attempt, config.resync.retry_delay_seconds, config.resync.retry_max_delay_seconds)
         return kopf.TemporaryError(error.message, delay=delay)
 
-    def again(error: StaleModel) -> kopf.TemporaryError:
-        # Someone wrote the MLModel since the pass read it: read it again and decide again, at once.
-        return kopf.TemporaryError(str(error), delay=0)
+    def again(error: StaleModel, attempt: int) -> kopf.TemporaryError:
+        # The MLModel kept changing under the pass (it reads and decides again a few times itself): retry with
+        # backoff, never at once, since each failed handler makes kopf patch the MLModel again (a loop).
+        delay = plan.retry_delay(attempt, config.resync.retry_delay_seconds, config.resync.retry_max_delay_seconds)
+        return kopf.TemporaryError(str(error), delay=delay)
 
     @kopf.on.login(registry=registry)
     def login(**kwargs: Any) -> Any:
@@ -73,7 +75,7 @@ def register(
         except RetryLater as error:
             raise backoff(error, retry) from None
         except StaleModel as error:
-            raise again(error) from None
+            raise again(error, retry) from None
 
     @kopf.timer(**models, id="resync", interval=config.resync.interval_seconds,
                 initial_delay=config.resync.interval_seconds, when=served)
