@@ -27,7 +27,8 @@ def _entry(revision: int, outcome: str, **extra: str) -> dict[str, Any]:
     uri = f"s3://models/m/{revision}/"
     return {"revision": revision, "uri": uri, "digest": "sha256:" + str(revision) * 64, "format": "onnx",
             "size": 2048, "createdAt": f"2026-11-22T1{revision}:00:00Z", "fingerprint": f"f{revision}",
-            "settings": {"source": {"uri": uri, "credentialsSecret": "models-s3"}}, "outcome": outcome, **extra}
+            "settings": {"source": {"uri": uri, "credentialsSecret": "models-s3"}, "protocol": "http"},
+            "outcome": outcome, **extra}
 
 
 ROLLOUT = {k: v for k, v in _entry(3, "").items() if k != "outcome"}
