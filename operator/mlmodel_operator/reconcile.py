@@ -27,7 +27,17 @@ from mlmodel_operator.adapters import CheckedPackage, Credentials, StaleModel
 from mlmodel_operator.config import OperatorConfig
 from mlmodel_operator.faults import FaultInjector
 from mlmodel_operator.metrics import OperatorMetrics
-from mlmodel_operator.pass_plan import Pending, Plan, StatusWrite, Validation, World, make_plan, ready, stalled
+from mlmodel_operator.pass_plan import (
+    Pending,
+    Plan,
+    StatusWrite,
+    Validation,
+    World,
+    make_plan,
+    ready,
+    stalled,
+    status_write,
+)
 from mlmodel_operator.spec import MLModel, MLModelStatus, PackageStatus, Source
 from mlmodel_operator.status import Failure
 
@@ -215,6 +225,11 @@ class Reconciler:
             if todo.status is not None and todo.status.problem and (
                     model.status.autoscaling is None or model.status.autoscaling.problem != todo.status.problem):
                 log.warning("%s: the autoscaler cannot scale: %s", model.key, todo.status.problem)
+            # Its events (the HPA cannot scale / scales again) first, under their names, as for every status write.
+            write = status_write(world, model.status, model.status.model_copy(update={"autoscaling": todo.status}))
+            now = self.clock()
+            for event in write.events:
+                self.kube.post_event(world.raw, event.type, event.reason, event.message, now, name=event.name)
             body = {"autoscaling": todo.status.model_dump(mode="json", by_alias=True) if todo.status else None}
             self.kube.patch_model_status(meta.namespace, meta.name, body)
 

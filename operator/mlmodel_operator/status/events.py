@@ -44,19 +44,37 @@ def events_between(before: MLModelStatus, after: MLModelStatus) -> list[EventSpe
     old_ready, new_ready = find(before.conditions, "Ready"), find(after.conditions, "Ready")
     if new_ready and new_ready.status == "True" and (old_ready is None or old_ready.status != "True"):
         out.append(EventSpec("Normal", "Ready", new_ready.message))
+    old_problem, new_problem = _autoscaling_problem(before), _autoscaling_problem(after)
+    # The HPA cannot scale (its metric is missing, ...): the replicas stay; on a new reason only.
+    if new_problem is not None and _reason(new_problem) != (_reason(old_problem) if old_problem else None):
+        out.append(EventSpec("Warning", "AutoscalingUnavailable", new_problem))
+    elif old_problem is not None and new_problem is None and after.autoscaling is not None:
+        out.append(EventSpec("Normal", "AutoscalingRecovered", f"the HPA scales again (it was: {old_problem})"))
     return out
+
+
+def _autoscaling_problem(status: MLModelStatus) -> str | None:
+    return status.autoscaling.problem if status.autoscaling is not None else None
+
+
+def _reason(problem: str) -> str:
+    """A problem is "Reason: message"; its messages change (values, times) while the reason stays."""
+    return problem.split(":", 1)[0]
 
 
 def transition_mark(before: MLModelStatus) -> str:
     """What identifies the stored status a transition starts from, without what drifts while nothing happens
     (replica counts, messages): each condition's status, reason and transition time, the revision being rolled
     out and each revision's outcome. Every status write that posts an event changes one of these."""
-    mark = {
+    mark: dict[str, object] = {
         "conditions": [(c.type, c.status, c.reason, c.last_transition_time) for c in before.conditions],
         "rollout": before.rollout.revision if before.rollout is not None else None,
         "history": [(e.revision, e.outcome) for e in before.history],
         "generation": before.observed_generation,
     }
+    problem = _autoscaling_problem(before)
+    if problem is not None:
+        mark["autoscaling"] = _reason(problem)
     return json.dumps(mark, sort_keys=True, separators=(",", ":"))
 
 
