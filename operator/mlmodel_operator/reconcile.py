@@ -352,7 +352,10 @@ class Reconciler:
         if any(event.type == "Warning" for event in write.events):
             self.faults.reached("warning-posted")
         meta = model.metadata
-        version = self.kube.patch_model_status(meta.namespace, meta.name, status_body(write.status), version)
+        # Not fenced by the read's resourceVersion: kopf patches its annotations on the MLModel between and
+        # after handlers, and in full suite runs fenced writes found it changed pass after pass for minutes (a
+        # rollback held back). The Lease fence (adapters.kube) is what keeps a deposed replica from writing.
+        version = self.kube.patch_model_status(meta.namespace, meta.name, status_body(write.status))
         cond = next((c for c in write.status.conditions if c.type == "Ready"), None)
         log.info("%s: %s %s", model.key, cond.reason if cond else "?", cond.message if cond else "")
         return version
