@@ -32,6 +32,13 @@ APPLIED_HASH_ANNOTATION = "serving.mlmodel.io/applied-hash"
 # On the MLModel, set by a user: a new value retries a failed revision once (the last value acted on is
 # kept in status.lastRetry).
 RETRY_ANNOTATION = "serving.mlmodel.io/retry"
+# On the MLModel, set by a user (`mlmodel promote` / `mlmodel abort`): a new value ends the canary's current step
+# (promote) or aborts the canary (abort), once each (the last values acted on are in status.canary).
+PROMOTE_ANNOTATION = "serving.mlmodel.io/promote"
+ABORT_ANNOTATION = "serving.mlmodel.io/abort"
+# On the candidate's Deployment and pods during a canary (part of that Deployment's selector).
+TRACK_LABEL = "serving.mlmodel.io/track"
+CANARY_TRACK = "canary"
 
 CONTAINER_NAME = "runtime"
 HTTP_PORT = 8080
@@ -43,6 +50,17 @@ MODEL_DIR = "/models"
 def selector_labels(model: str) -> dict[str, str]:
     """Labels that select a model's runtime pods (Deployment selector, Service selector)."""
     return {LABEL_NAME: APP_NAME, LABEL_INSTANCE: model}
+
+
+def canary_name(model: str) -> str:
+    """The candidate revision's Deployment during a canary."""
+    return f"{model}-canary"
+
+
+def canary_selector_labels(model: str) -> dict[str, str]:
+    """The candidate's Deployment selector: its pods also carry the model's own selector labels, so the model's
+    Service sends them their share of the traffic."""
+    return {**selector_labels(model), TRACK_LABEL: CANARY_TRACK}
 
 
 def selector_string(model: str) -> str:

@@ -20,9 +20,17 @@ from datetime import datetime
 from typing import Any, Literal
 
 from mlmodel_operator import names, plan
+from mlmodel_operator.canary import rollout as canary
 from mlmodel_operator.config import OperatorConfig
 from mlmodel_operator.render import RenderInput, render_deployment, render_service, template_fingerprint
-from mlmodel_operator.spec import MLModel, MLModelStatus, PackageStatus, RevisionRecord, RevisionSettings
+from mlmodel_operator.spec import (
+    CanaryStatus,
+    MLModel,
+    MLModelStatus,
+    PackageStatus,
+    RevisionRecord,
+    RevisionSettings,
+)
 from mlmodel_operator.status import (
     Failure,
     Observation,
@@ -34,7 +42,7 @@ from mlmodel_operator.status import (
     find,
     observe,
 )
-from mlmodel_operator.workload import Limits
+from mlmodel_operator.workload import Deployment, Limits, Problem
 
 Object = Mapping[str, Any]
 
@@ -47,13 +55,18 @@ class World:
     raw: Object  # the MLModel as read (events name it as their involved object)
     model: MLModel
     deployment: Object | None = None
-    pods: Sequence[Object] = ()
+    pods: Sequence[Object] = ()  # of the model's Deployment and, during a canary, of the candidate's
     service: Object | None = None
+    canary_deployment: Object | None = None  # the candidate's Deployment of a canary (names.canary_name)
+    window: canary.WindowResult | None = None  # the running canary's analysis window that ended in this pass
+
+    def annotation(self, key: str) -> str | None:
+        value = ((self.raw.get("metadata") or {}).get("annotations") or {}).get(key)
+        return value if isinstance(value, str) and value else None
 
     @property
     def retry_annotation(self) -> str | None:
-        value = ((self.raw.get("metadata") or {}).get("annotations") or {}).get(names.RETRY_ANNOTATION)
-        return value if isinstance(value, str) and value else None
+        return self.annotation(names.RETRY_ANNOTATION)
 
     @property
     def resource_version(self) -> str | None:
@@ -117,14 +130,17 @@ class Plan:
     write_ahead: StatusWrite | None = None  # before anything is applied; None when no revision failed now
     deployment: Object | None = None  # to apply (it differs from the live one); None: leave it
     service: Object | None = None  # to apply; None: leave it
+    canary_deployment: Object | None = None  # the candidate's, to apply; None: leave it
+    delete_canary: bool = False  # the canary is over: delete the candidate's Deployment
     failure: Failure | None = None  # the spec cannot be served as it is: nothing of it was applied
     pending: str | None = None  # validation could not run: the pass is retried
     counts: Counts = Counts()
 
     @property
     def deployment_revision(self) -> int | None:
-        """The revision of the Deployment this pass applies (the transition's target)."""
-        return self.transition.target.revision if self.deployment is not None and self.transition.target else None
+        """The revision of the model's Deployment this pass applies (the transition's target, or the stable
+        revision while a canary runs)."""
+        return Deployment.of(self.deployment).revision if self.deployment is not None else None
 
     @property
     def stored_before_apply(self) -> MLModelStatus:
@@ -146,13 +162,23 @@ def make_plan(world: World, validation: Validation, config: OperatorConfig, now:
     observed = world.observation(world.deployment)
     live = plan.live_template(world.deployment, observed.complete)
     wanted, failure = _wanted(world.model, validation, live, config, stamp)
-    transition = _transition(world, wanted, live, config, now, stamp)
-    facts = _facts(world, validation, wanted, failure, transition, observed, config)
+    running = _canary_step(world, world.model.status.rollout, now, stamp)
+    transition = _transition(world, wanted, live, config, now, stamp, running)
+    step = _canary_after(world, transition, running, now, stamp)
+    facts = _facts(world, validation, wanted, failure, transition, observed, config, step,
+                   _canary_status(world, transition, step, running))
 
     write_ahead = None
     if transition.failed_now is not None:
         write_ahead = status_write(world, previous, compute_status(previous, facts, stamp))
-    deployment, service, refused = _changed_objects(world, transition.target, config)
+    target, replicas = transition.target, None
+    if step is not None and step.status.phase == "Progressing":
+        target, replicas = transition.serving, step.status.stable_replicas  # the model's Deployment keeps serving
+    deployment, service, refused = _changed_objects(world, target, config, replicas)
+    candidate = None
+    if refused is None and step is not None and transition.target is not None:
+        candidate, _, refused = _changed_objects(world, transition.target, config, step.status.candidate_replicas,
+                                                 canary=True)
     if refused is not None:
         facts = replace(facts, failure=refused)
     return Plan(
@@ -163,6 +189,8 @@ def make_plan(world: World, validation: Validation, config: OperatorConfig, now:
         write_ahead=write_ahead,
         deployment=deployment,
         service=service,
+        canary_deployment=candidate,
+        delete_canary=world.canary_deployment is not None and step is None,
         failure=facts.failure,
         pending=facts.pending,
         counts=_counts(transition, previous),
@@ -183,16 +211,91 @@ def _wanted(
         return None, Failure(refused.reason, refused.message)
 
 
+# -- canary (mlmodel_operator.canary.rollout) ---------------------------------------------------
+
+
+def _canary_step(
+    world: World, candidate: RevisionRecord | None, now: datetime, stamp: str, serving: int | None = None
+) -> canary.CanaryStep | None:
+    """The canary of `candidate` (the revision rolling out) as it goes on in this pass; None when the rollout is
+    no canary: not strategy Canary, the model's first revision, spec.rollbackTo, or a revision that served."""
+    model = world.model
+    rules = model.spec.rollout.canary
+    if serving is None:
+        entry = plan.serving_entry(model.status.history)
+        serving = entry.revision if entry is not None else None
+    if (model.spec.rollout.strategy != "Canary" or rules is None or candidate is None or serving is None
+            or serving == candidate.revision or model.spec.rollback_to is not None):
+        return None
+    return canary.decide(canary.CanaryInputs(
+        rules=rules,
+        previous=model.status.canary,
+        candidate=candidate.revision,
+        stable=serving,
+        replicas=model.spec.desired_replicas(),
+        ready=(_ready(world.deployment), _ready(world.canary_deployment)),
+        window=world.window,
+        promote=world.annotation(names.PROMOTE_ANNOTATION),
+        abort=world.annotation(names.ABORT_ANNOTATION),
+        now=now,
+        stamp=stamp,
+    ))
+
+
+def _canary_after(
+    world: World, transition: plan.Transition, running: canary.CanaryStep | None, now: datetime, stamp: str
+) -> canary.CanaryStep | None:
+    """The canary after the revisions' transition: the running one goes on, a new rollout starts its own; None
+    when no canary runs after this pass."""
+    target, rollout, serving = transition.target, transition.rollout, transition.serving
+    if target is None or rollout is None or target.revision != rollout.revision:
+        return None
+    if running is not None and running.status.revision == rollout.revision:
+        return running
+    return _canary_step(world, rollout, now, stamp, serving.revision if serving is not None else None)
+
+
+def _canary_status(
+    world: World, transition: plan.Transition, step: canary.CanaryStep | None, running: canary.CanaryStep | None
+) -> CanaryStatus | None:
+    """status.canary: the running canary's, or how the last one ended (with this pass's analysis, if any)."""
+    if step is not None:
+        return step.status
+    before = world.model.status.canary
+    if before is None or before.phase not in ("Progressing", "Promoting"):
+        return before
+    if running is not None and running.status.revision == before.revision:
+        before = running.status
+    failed, serving = transition.failed_now, transition.serving
+    if failed is not None and failed.revision == before.revision:
+        return canary.ended(before, "Aborted", f"revision {before.revision} failed ({failed.reason}: "
+                                               f"{failed.message}); revision {before.stable_revision} serves")
+    if serving is not None and serving.revision == before.revision:
+        return canary.ended(before, "Promoted", f"revision {before.revision} promoted and serving")
+    return canary.ended(before, "Aborted", f"the canary of revision {before.revision} ended before it was promoted "
+                                           "(the spec changed)")
+
+
+def _ready(deployment: Object | None) -> int:
+    return Deployment.of(deployment).ready if deployment is not None else 0
+
+
 def _transition(
     world: World, wanted: RevisionRecord | None, live: plan.LiveTemplate, config: OperatorConfig, now: datetime,
-    stamp: str,
+    stamp: str, running: canary.CanaryStep | None = None,
 ) -> plan.Transition:
-    """plan.advance over what the pass found, with the evidence of the rolling-out revision's failure."""
+    """plan.advance over what the pass found, with the evidence of the rolling-out revision's failure: from the
+    model's Deployment and pods, or during a canary from the candidate's (and the canary's own abort)."""
     previous, spec = world.model.status, world.model.spec
     evidence = None
-    if previous.rollout is not None and previous.rollout.revision == live.revision and not live.complete:
-        evidence = plan.revision_failure(world.deployment, world.pods, previous.rollout.revision, now,
-                                         Limits.of(config.failure_detection))
+    limits = Limits.of(config.failure_detection)
+    in_canary = running is not None and running.status.phase != "Promoting"  # (Aborted: by this pass's decision)
+    if in_canary and previous.rollout is not None:
+        evidence = plan.revision_failure(world.canary_deployment, world.pods, previous.rollout.revision, now, limits)
+        if evidence is None and running is not None and running.aborted is not None:
+            evidence = Problem("CanaryAborted", running.aborted)
+    elif previous.rollout is not None and previous.rollout.revision == live.revision and not live.complete:
+        evidence = plan.revision_failure(world.deployment, world.pods, previous.rollout.revision, now, limits)
     retry = world.retry_annotation
     return plan.advance(
         plan.RevisionInputs(
@@ -204,13 +307,15 @@ def _transition(
             retry=retry is not None and retry != previous.last_retry,
             history_limit=spec.revision_history_limit,
             now=stamp,
+            canary=previous.rollout.revision if in_canary and previous.rollout is not None else None,
         )
     )
 
 
 def _facts(
     world: World, validation: Validation, wanted: RevisionRecord | None, failure: Failure | None,
-    transition: plan.Transition, observed: Observation, config: OperatorConfig,
+    transition: plan.Transition, observed: Observation, config: OperatorConfig, step: canary.CanaryStep | None,
+    canary_status: CanaryStatus | None,
 ) -> PassFacts:
     """What status is computed from."""
     model = world.model
@@ -223,25 +328,30 @@ def _facts(
         package=wanted.package() if wanted else None,
         failure=failure,
         pending=validation.message if isinstance(validation, Pending) else None,
-        applied_revision=transition.target.revision if transition.target else None,
+        applied_revision=(step.status.stable_revision if step is not None and step.status.phase == "Progressing"
+                          else transition.target.revision if transition.target else None),
         revisions=_revisions(model, wanted, transition, world.retry_annotation or model.status.last_retry),
         quality_gate=model.spec.quality_gate is not None and model.spec.rollback_to is None,
+        canary=canary_status,
     )
 
 
 def _changed_objects(
-    world: World, target: RevisionRecord | None, config: OperatorConfig
+    world: World, target: RevisionRecord | None, config: OperatorConfig, replicas: int | None = None,
+    *, canary: bool = False,
 ) -> tuple[Object | None, Object | None, Failure | None]:
-    """`target`'s Deployment and Service where they differ from the live ones (None: leave it), or why `target`
-    cannot be rendered (e.g. a history entry's node pool left the configuration)."""
+    """`target`'s Deployment (the candidate's with `canary`) and Service where they differ from the live ones
+    (None: leave it), or why `target` cannot be rendered (e.g. a history entry's node pool left the
+    configuration). `replicas`: instead of the spec's (a canary's split)."""
     if target is None:
         return None, None, None
     try:
-        deployment, service = _render(world.model, target, config)
+        deployment, service = _render(world.model, target, config, replicas, canary=canary)
     except plan.Refused as refused:
         return None, None, Failure(refused.reason, refused.message)
+    live = world.canary_deployment if canary else world.deployment
     return (
-        None if plan.classify(world.deployment, deployment) is plan.Action.UNCHANGED else deployment,
+        None if plan.classify(live, deployment) is plan.Action.UNCHANGED else deployment,
         None if plan.classify(world.service, service) is plan.Action.UNCHANGED else service,
         None,
     )
@@ -297,7 +407,10 @@ def wanted_revision(
     )
 
 
-def _render(model: MLModel, target: RevisionRecord, config: OperatorConfig) -> tuple[Object, Object]:
+def _render(
+    model: MLModel, target: RevisionRecord, config: OperatorConfig, replicas: int | None = None,
+    *, canary: bool = False,
+) -> tuple[Object, Object]:
     """`target`'s Deployment and Service: its own settings over the current spec. Raises plan.Refused."""
     spec = target.settings.apply_to(model.spec)
     inp = RenderInput(
@@ -308,7 +421,7 @@ def _render(model: MLModel, target: RevisionRecord, config: OperatorConfig) -> t
         revision=target.revision,
         image=target.image,
     )
-    return render_deployment(inp), render_service(inp)
+    return render_deployment(inp, replicas, canary=canary), render_service(inp)
 
 
 def _revisions(

@@ -16,7 +16,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
 
@@ -24,6 +24,9 @@ from mlmodel_runtime.package import InvalidUri, PackageError
 
 from mlmodel_operator import autoscaler, gates, names, plan
 from mlmodel_operator.adapters import CheckedPackage, Credentials, StaleModel
+from mlmodel_operator.adapters.scrape import MetricsScraper
+from mlmodel_operator.canary import analysis, metrics
+from mlmodel_operator.canary.rollout import WindowResult
 from mlmodel_operator.config import OperatorConfig
 from mlmodel_operator.faults import FaultInjector
 from mlmodel_operator.metrics import OperatorMetrics
@@ -72,6 +75,7 @@ class Kube(Protocol):
 
     def get_model(self, namespace: str, name: str) -> dict[str, Any] | None: ...
     def get_deployment(self, namespace: str, name: str) -> dict[str, Any] | None: ...
+    def delete_deployment(self, namespace: str, name: str) -> bool: ...
     def get_service(self, namespace: str, name: str) -> dict[str, Any] | None: ...
     def list_pods(self, namespace: str, selector: str) -> list[dict[str, Any]]: ...
     def read_secret(self, namespace: str, name: str) -> dict[str, str] | None: ...
@@ -94,6 +98,21 @@ class Packages(Protocol):
 
     def check(self, source: Source, credentials: Credentials | None, known_digests: frozenset[str]) -> CheckedPackage:
         ...
+
+
+# pod name -> its metrics URL => pod name -> the text it served (adapters.scrape.MetricsScraper; a fake in tests)
+Scrape = Callable[[Mapping[str, str]], Mapping[str, str]]
+
+
+@dataclass(frozen=True)
+class WindowStart:
+    """The scrape a canary's analysis window started from (in memory only: an operator that starts again starts
+    a new window at the same step, which status.canary keeps)."""
+
+    revision: int
+    step: int
+    at: float  # time.monotonic()
+    samples: Mapping[str, metrics.Samples]
 
 
 class KeyedSerializer:
@@ -140,6 +159,8 @@ class Reconciler:
         metrics: OperatorMetrics,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         faults: FaultInjector | None = None,
+        scrape: Scrape | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.config = config
         self.kube = kube
@@ -148,6 +169,9 @@ class Reconciler:
         self.clock = clock
         self.faults = faults or FaultInjector()
         self.serializer = KeyedSerializer()
+        self.scrape: Scrape = scrape or MetricsScraper()
+        self.monotonic = monotonic
+        self.windows: dict[str, WindowStart] = {}
 
     def reconcile(self, namespace: str, name: str, *, coalesce: bool = False) -> PassResult | None:
         """Run one pass for the model (None: it is gone, or a queued pass will do this work)."""
@@ -170,13 +194,53 @@ class Reconciler:
     def forget(self, namespace: str, name: str) -> None:
         """The model is being deleted: drop its per-model metrics."""
         self.metrics.forget(namespace, name)
+        self.windows.pop(f"{namespace}/{name}", None)
+
+    # -- a canary's analysis windows (mlmodel_operator.canary) ----------------------------------
+
+    def analyse(self, world: World) -> WindowResult | None:
+        """The running canary's analysis window, judged when it ended in this pass: the stable and candidate pods
+        are scraped at each window's boundary, the start held in memory until the end."""
+        model = world.model
+        key, running, rules = model.key, model.status.canary, model.spec.rollout.canary
+        if running is None or running.phase != "Progressing" or rules is None:
+            self.windows.pop(key, None)
+            return None
+        start, now = self.windows.get(key), self.monotonic()
+        same = start is not None and (start.revision, start.step) == (running.revision, running.step)
+        if start is not None and same and now - start.at < rules.analysis.window_seconds:
+            return None
+        revisions = {str(running.revision), str(running.stable_revision)}
+        targets = {
+            pod["metadata"]["name"]: f"http://{pod['status']['podIP']}:{names.METRICS_PORT}/metrics"
+            for pod in world.pods
+            if (pod.get("status") or {}).get("podIP") and (pod.get("status") or {}).get("phase") == "Running"
+            and (pod["metadata"].get("labels") or {}).get(names.REVISION_LABEL) in revisions
+        }
+        samples = {pod: metrics.parse_samples(text) for pod, text in self.scrape(targets).items()}
+        self.windows[key] = WindowStart(running.revision, running.step, now, samples)
+        if start is None or not same:
+            return None
+        name, bounds = model.metadata.name, rules.analysis
+        stable = metrics.window_between(start.samples, samples, model=name, revision=str(running.stable_revision))
+        candidate = metrics.window_between(start.samples, samples, model=name, revision=str(running.revision))
+        judgement = analysis.judge(stable, candidate, analysis.Rules(
+            min_requests=bounds.min_requests, max_error_ratio=bounds.max_error_ratio,
+            max_latency_ratio=bounds.max_latency_ratio))
+        log.info("%s: canary of revision %d, step %d: analysis %s (%s)", key, running.revision, running.step,
+                 judgement.verdict.value, judgement.message)
+        return WindowResult(judgement, stable, candidate)
 
     def _pass(self, namespace: str, name: str) -> PassResult | None:
+        window: WindowResult | None = None
         for attempt in range(1, STALE_ATTEMPTS + 1):
             world = self.read(namespace, name)
             if world is None:
                 self.forget(namespace, name)
                 return None  # deleted: owner references let the garbage collector remove the rest
+            if attempt == 1:
+                window = self.analyse(world)  # once a pass: a window that ended is judged once
+            world = replace(world, window=window)
             if autoscaler.scale_to(world.model, _running(world.deployment)) is not None:
                 world = self._scale_first(world)
                 if world is None:
@@ -243,12 +307,16 @@ class Reconciler:
         model = MLModel.model_validate(raw)
         deployment = self.kube.get_deployment(namespace, name)
         selector = names.selector_string(name)
+        candidate = None
+        if model.spec.rollout.strategy == "Canary" or model.status.canary is not None:
+            candidate = self.kube.get_deployment(namespace, names.canary_name(name))
         return World(
             raw=raw,
             model=model,
             deployment=deployment,
-            pods=self.kube.list_pods(namespace, selector) if deployment else [],
+            pods=self.kube.list_pods(namespace, selector) if deployment or candidate else [],
             service=self.kube.get_service(namespace, name),
+            canary_deployment=candidate,
         )
 
     def validate(self, model: MLModel) -> Validation:
@@ -316,6 +384,11 @@ class Reconciler:
             self._count(p)
             self.faults.reached("failure-recorded")
         applied = None
+        if p.canary_deployment is not None:
+            self.kube.apply(p.canary_deployment)
+            log.info("%s: applied the canary's Deployment %s at revision %s (%s replicas)", model.key,
+                     p.canary_deployment["metadata"]["name"], p.transition.target.revision if p.transition.target
+                     else "?", p.canary_deployment["spec"]["replicas"])
         if p.deployment is not None:
             applied = self.kube.apply(p.deployment)
             action = plan.Action.CREATE if p.world.deployment is None else plan.Action.UPDATE
@@ -325,6 +398,9 @@ class Reconciler:
                 self.faults.reached("rolled-back")
         if p.service is not None:
             self.kube.apply(p.service)
+        meta = model.metadata
+        if p.delete_canary and self.kube.delete_deployment(meta.namespace, names.canary_name(meta.name)):
+            log.info("%s: deleted the canary's Deployment (the canary is over)", model.key)
         final = p.settle(applied)
         self._write(model, p.world.raw, final, version)
         if p.write_ahead is None:

@@ -245,17 +245,90 @@ class Auth(_Model):
     )
 
 
+class CanaryStep(_Model):
+    """One step of a canary: a share of the traffic for the candidate, held for a pause."""
+
+    weight: int = Field(
+        ge=1, le=100,
+        description="Percent of the model's traffic for the candidate revision in this step (the weight achieved "
+        "is in status.canary: without Gateway API it is the candidate's share of the ready replicas).",
+    )
+    pause_seconds: int = Field(
+        default=0, ge=0, le=86400,
+        description="Seconds the step lasts at least; it ends once that long has passed and at least one "
+        "analysis window in it passed.",
+    )
+    until_promoted: bool = Field(
+        default=False,
+        description="The step ends only on `mlmodel promote` (the annotation serving.mlmodel.io/promote set to a new "
+        "value); a failed analysis window still aborts it.",
+    )
+
+
+class CanaryAnalysis(_Model):
+    """How each analysis window judges the candidate against the stable revision, from their runtimes' own
+    metrics (scraped from the pods at the window's start and end)."""
+
+    window_seconds: int = Field(default=60, ge=5, le=3600, description="Length of one analysis window.")
+    min_requests: int = Field(
+        default=20, ge=1, le=1000000,
+        description="Fewest requests the candidate must answer in a window for it to count (fewer: inconclusive, "
+        "never a pass).",
+    )
+    max_error_ratio: float = Field(
+        default=0.01, ge=0, le=1,
+        description="Most server errors (5xx) per request the candidate may answer in a window.",
+    )
+    max_latency_ratio: float = Field(
+        default=1.5, ge=1, le=100,
+        description="Most the candidate's p99 latency may be, as a multiple of the stable revision's in the same "
+        "window (judged only when the stable revision served at least minRequests too).",
+    )
+
+
+class Canary(_Model):
+    """A canary rollout: the candidate revision runs beside the stable one in its own Deployment
+    (<model>-canary), takes a growing share of the traffic step by step, and is promoted after the last step or
+    aborted (then rolled back, with reason CanaryAborted) on the first failed analysis window."""
+
+    steps: list[CanaryStep] = Field(
+        min_length=1, max_length=20, description="The steps, in order; the candidate is promoted after the last."
+    )
+    analysis: CanaryAnalysis = Field(
+        default_factory=CanaryAnalysis,
+        json_schema_extra={"default": {}},
+        description="The bounds each analysis window checks.",
+    )
+    max_extra_replicas: int = Field(
+        default=1, ge=1, le=100,
+        description="Most runtime pods beyond spec.replicas while the canary runs (its GPU budget): the candidate "
+        "gets the replicas its weight needs, at least one, and the stable revision gives up pods beyond this.",
+    )
+
+
 class Rollout(_Model):
     """How a new revision replaces the serving one."""
 
-    strategy: Literal["Surge", "Replace"] = Field(
+    model_config = ConfigDict(
+        json_schema_extra=_validations(
+            _rule("self.strategy != 'Canary' || has(self.canary)",
+                  "spec.rollout.canary is required when spec.rollout.strategy is Canary", ".canary"),
+            _rule("!has(self.canary) || self.strategy == 'Canary'",
+                  "spec.rollout.canary is only used with spec.rollout.strategy Canary", ".canary"),
+        )
+    )
+
+    strategy: Literal["Surge", "Replace", "Canary"] = Field(
         default="Surge",
         description=(
             "Surge: new pods start first and old ones go once the new are ready (needs room for one "
             "extra replica). Replace: one old pod goes first, then its replacement starts (for GPU pools "
-            "without room for a surge; a single replica means a short outage)."
+            "without room for a surge; a single replica means a short outage). Canary: a new revision first "
+            "serves a share of the traffic beside the serving one, judged by analysis (spec.rollout.canary); "
+            "the first revision of a model, with none serving yet, rolls out as Surge."
         ),
     )
+    canary: Canary | None = Field(default=None, description="The canary's steps and analysis (strategy Canary).")
     progress_deadline_seconds: int = Field(
         default=600,
         ge=30,
@@ -654,6 +727,56 @@ class AutoscalingStatus(_Model):
     )
 
 
+class CanaryAnalysisStatus(_Model):
+    """The last analysis window that ended: its verdict and the figures it was judged on."""
+
+    verdict: Literal["Pass", "Fail", "Inconclusive"] = Field(description="What the window found.")
+    message: str = Field(description="The figures, e.g. 'error ratio 4.8% > 1% over 600 requests'.")
+    time: str = Field(description="When the window ended (RFC 3339).")
+    candidate_requests: int = Field(default=0, ge=0, description="Requests the candidate answered in the window.")
+    candidate_errors: int = Field(default=0, ge=0, description="Of those, server errors (5xx).")
+    candidate_p99_seconds: float | None = Field(default=None, description="The candidate's p99 latency.")
+    stable_requests: int = Field(default=0, ge=0, description="Requests the stable revision answered.")
+    stable_p99_seconds: float | None = Field(default=None, description="The stable revision's p99 latency.")
+
+
+class CanaryStatus(_Model):
+    """The canary of spec.rollout.strategy Canary: where it is, the traffic it gets, the last analysis."""
+
+    revision: int = Field(description="The candidate revision.")
+    stable_revision: int = Field(description="The revision serving beside it (rolled back to on abort).")
+    phase: Literal["Progressing", "Promoting", "Promoted", "Aborted"] = Field(
+        description="Progressing: stepping through spec.rollout.canary.steps; Promoting: the candidate replaces "
+        "the stable revision in the model's Deployment; Promoted: it serves; Aborted: it failed (status.history says "
+        "why) and the stable revision serves again."
+    )
+    step: int = Field(ge=1, description="The step the canary is at (1 is the first).")
+    steps: int = Field(ge=1, description="How many steps there are.")
+    weight: int = Field(ge=0, le=100, description="The step's weight: percent of the traffic meant for the candidate.")
+    achieved_weight: int | None = Field(
+        default=None, ge=0, le=100,
+        description="Percent of the traffic the candidate gets now: its share of the ready replicas behind the "
+        "model's Service (mode ReplicaRatio).",
+    )
+    mode: Literal["ReplicaRatio"] = Field(
+        default="ReplicaRatio",
+        description="How the traffic is split: ReplicaRatio, by the stable and candidate replicas behind the model's "
+        "Service.",
+    )
+    stable_replicas: int = Field(ge=0, description="Replicas of the stable revision while the canary runs.")
+    candidate_replicas: int = Field(ge=0, description="Replicas of the candidate (Deployment <model>-canary).")
+    step_started_at: str = Field(description="When the current step began (RFC 3339).")
+    passed_windows: int = Field(default=0, ge=0, description="Analysis windows passed in the current step.")
+    analysis: CanaryAnalysisStatus | None = Field(default=None, description="The last analysis window that ended.")
+    message: str = Field(default="", description="What the canary waits for, or why it ended.")
+    last_promote: str | None = Field(
+        default=None, description="The last value of the serving.mlmodel.io/promote annotation acted on."
+    )
+    last_abort: str | None = Field(
+        default=None, description="The last value of the serving.mlmodel.io/abort annotation acted on."
+    )
+
+
 class MLModelStatus(_Model):
     """The observed state, written by the operator once per reconcile pass."""
 
@@ -702,6 +825,9 @@ class MLModelStatus(_Model):
     )
     autoscaling: AutoscalingStatus | None = Field(
         default=None, description="The HPA of spec.autoscaling: desired and current replicas, whether it can scale."
+    )
+    canary: CanaryStatus | None = Field(
+        default=None, description="The canary of the revision rolling out with strategy Canary, or of the last one."
     )
 
 

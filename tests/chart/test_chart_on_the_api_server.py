@@ -42,6 +42,7 @@ ALLOWED = [
     ("patch", "mlmodels.serving.mlmodel.io/status"),
     ("create", "deployments.apps"),
     ("patch", "deployments.apps"),
+    ("delete", "deployments.apps"),  # a canary's candidate Deployment, when the canary ends
     ("create", "services"),
     ("list", "pods"),
     ("get", "secrets"),
@@ -50,7 +51,6 @@ ALLOWED = [
 DENIED = [
     ("list", "secrets"),  # Secrets are read by name only
     ("watch", "secrets"),
-    ("delete", "deployments.apps"),  # deletion is the garbage collector's, through owner references
     ("update", "mlmodels.serving.mlmodel.io"),  # the operator never writes spec
     ("delete", "mlmodels.serving.mlmodel.io"),
     ("create", "pods"),

@@ -105,6 +105,10 @@ class FakeKube:
     def get_service(self, namespace: str, name: str) -> Obj | None:
         return self._read("services", namespace, name)
 
+    def delete_deployment(self, namespace: str, name: str) -> bool:
+        self.writes.append(Write("delete", "deployments", name))
+        return self.objects.pop(("deployments", namespace, name), None) is not None
+
     def list_replicasets(self, namespace: str, selector: str) -> list[Obj]:
         return self._list("replicasets", namespace, selector)
 
@@ -237,10 +241,17 @@ class Cluster:
     clock: Clock = field(default_factory=Clock)
     config: OperatorConfig = field(default_factory=make_config)
 
+    # The runtime pods' /metrics as a canary's analysis scrapes them: pod name -> Prometheus text.
+    pod_metrics: dict[str, str] = field(default_factory=dict)
+
     def reconciler(self, fault: str | None = None, metrics: OperatorMetrics | None = None) -> Reconciler:
         """An operator (a fresh one: nothing in memory) that raises Killed at `fault` (POINT[:N])."""
         return Reconciler(self.config, self.kube, self.packages, metrics or OperatorMetrics(CollectorRegistry()),
-                          clock=self.clock, faults=FaultInjector(fault, exit=_killed))
+                          clock=self.clock, faults=FaultInjector(fault, exit=_killed), scrape=self._scrape,
+                          monotonic=lambda: self.clock.now.timestamp())
+
+    def _scrape(self, targets: Mapping[str, str]) -> dict[str, str]:
+        return {pod: self.pod_metrics[pod] for pod in targets if pod in self.pod_metrics}
 
     # -- the user ---------------------------------------------------------------------------
 
@@ -334,10 +345,13 @@ class Cluster:
 
     def _pods(self, name: str, dep: Obj, count: int, crashing: bool, restarts: int = 0) -> None:
         revision = dep["spec"]["template"]["metadata"]["labels"][REVISION]
-        for key in [k for k, o in self.kube.objects.items() if k[0] == "pods"
-                    and o["metadata"]["labels"].get("app.kubernetes.io/instance") == name and not crashing]:
-            del self.kube.objects[key]
         template = dep["spec"]["template"]
+        own = {k: v for k, v in dep["spec"]["selector"]["matchLabels"].items()}
+        track = template["metadata"]["labels"].get("serving.mlmodel.io/track")  # a canary's candidate, or not
+        for key in [k for k, o in self.kube.objects.items() if k[0] == "pods" and not crashing
+                    and own.items() <= o["metadata"]["labels"].items()
+                    and o["metadata"]["labels"].get("serving.mlmodel.io/track") == track]:
+            del self.kube.objects[key]
         for i in range(count):
             if crashing:
                 state: Obj = {"waiting": {"reason": "CrashLoopBackOff"}}
@@ -350,7 +364,7 @@ class Cluster:
                 "metadata": {"name": f"{name}-{revision}-{i}", "namespace": NS,
                              "labels": template["metadata"]["labels"], "creationTimestamp": self.clock.stamp(60)},
                 "spec": {"containers": template["spec"]["containers"]},
-                "status": {"conditions": [
+                "status": {"phase": "Running", "podIP": f"{name}-{revision}-{i}.pod", "conditions": [
                     {"type": "PodScheduled", "status": "True"},
                     {"type": "Ready", "status": ready, "lastTransitionTime": self.clock.stamp(30)}],
                            "containerStatuses": [{"name": "runtime", "restartCount": restarts, "started": not crashing,

@@ -64,7 +64,7 @@ def test_defaults_bounds_and_rules() -> None:
     assert "default" not in props["replicas"]  # unset: 1, or the autoscaler's (spec.autoscaling)
     assert props["replicas"]["minimum"] == 0
     assert props["rollout"]["default"] == {}
-    assert props["rollout"]["properties"]["strategy"]["enum"] == ["Surge", "Replace"]
+    assert props["rollout"]["properties"]["strategy"]["enum"] == ["Surge", "Replace", "Canary"]
     assert props["revisionHistoryLimit"]["default"] == 10
     assert props["rollbackTo"]["properties"]["revision"]["minimum"] == 1
     assert props["rollbackTo"]["required"] == ["revision"]

@@ -68,10 +68,11 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 - apiGroups: [serving.mlmodel.io]
   resources: [mlmodels/finalizers]
   verbs: [update]
-# The runtime Deployment and Service: server-side apply (create + patch); deletion is the garbage collector's.
+# The runtime Deployment and Service: server-side apply (create + patch); the model's own are deleted by the
+# garbage collector, a canary's candidate Deployment (<model>-canary) by the operator when the canary ends.
 - apiGroups: [apps]
   resources: [deployments]
-  verbs: [get, list, watch, create, patch]
+  verbs: [get, list, watch, create, patch, delete]
 - apiGroups: [""]
   resources: [services]
   verbs: [get, create, patch]

@@ -93,6 +93,19 @@ class KubeApi:
                 return None
             raise
 
+    def delete_deployment(self, namespace: str, name: str) -> bool:
+        """Delete a canary's candidate Deployment (its ReplicaSets and pods go with it); False when there was none."""
+        self.fence()
+        try:
+            self.apps.delete_namespaced_deployment(name, namespace, propagation_policy="Background",
+                                                   _preload_content=False)
+        except ApiException as exc:
+            if _missing(exc):
+                return False
+            raise
+        self.metrics.writes.labels(resource="deployments", verb="delete").inc()
+        return True
+
     def get_service(self, namespace: str, name: str) -> dict[str, Any] | None:
         try:
             return _data(self.core.read_namespaced_service(name, namespace, _preload_content=False))

@@ -137,6 +137,7 @@ class RevisionInputs:
     retry: bool  # a new value of the retry annotation
     history_limit: int
     now: str
+    canary: int | None = None  # the rolling-out revision runs as a canary beside the live one: evidence is its own
 
 
 @dataclass(frozen=True)
@@ -198,19 +199,20 @@ def _settle_live(
     it after all); failing evidence while it rolls out -> Failed. Success wins a tie.
     Returns (history, rollout, failed now, served now)."""
     live, history, rollout = inp.live, tuple(inp.status.history), inp.status.rollout
+    served_now = None
     if live.revision is not None and live.complete and live_record is not None:
         current = serving_entry(history)
-        served_now = None
         if current is None or current.revision != live.revision:
             history = serve(history, record_of(live_record))
             served_now = live.revision
         if rollout is not None and rollout.revision == live.revision:
-            rollout = None
-        return history, rollout, None, served_now
-    if rollout is not None and rollout.revision == live.revision and inp.evidence is not None:
+            return history, None, None, served_now
+        if rollout is None or rollout.revision != inp.canary:
+            return history, rollout, None, served_now
+    if rollout is not None and rollout.revision in (live.revision, inp.canary) and inp.evidence is not None:
         failed_now = entry_of(rollout, "Failed", inp.evidence.reason, inp.evidence.message)
-        return put(history, failed_now), None, failed_now, None
-    return history, rollout, None, None
+        return put(history, failed_now), None, failed_now, served_now
+    return history, rollout, None, served_now
 
 
 def _drop_replaced(

@@ -159,27 +159,36 @@ def _strategy(inp: RenderInput) -> dict[str, Any]:
     return {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}
 
 
-def render_deployment(inp: RenderInput) -> dict[str, Any]:
-    """The runtime Deployment, with the applied-hash annotation over everything else in it."""
+def render_deployment(inp: RenderInput, replicas: int | None = None, *, canary: bool = False) -> dict[str, Any]:
+    """The runtime Deployment, with the applied-hash annotation over everything else in it.
+
+    `replicas`: instead of the spec's (a canary's split); `canary`: the candidate's Deployment of a canary
+    (names.canary_name), whose pods carry the track label too (its selector) besides the model's own labels."""
     model = inp.model
     name = model.metadata.name
     template = _pod_template(inp, inp.revision)
     template["metadata"]["annotations"][names.FINGERPRINT_ANNOTATION] = template_fingerprint(inp)
+    labels = names.object_labels(name)
+    selector = names.selector_labels(name)
+    if canary:
+        template["metadata"]["labels"][names.TRACK_LABEL] = names.CANARY_TRACK
+        labels = {**labels, names.TRACK_LABEL: names.CANARY_TRACK}
+        selector = names.canary_selector_labels(name)
     deployment: dict[str, Any] = {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
         "metadata": {
-            "name": name,
+            "name": names.canary_name(name) if canary else name,
             "namespace": model.metadata.namespace,
-            "labels": names.object_labels(name),
+            "labels": labels,
             "annotations": {names.REVISION_ANNOTATION: str(inp.revision)},
             "ownerReferences": [owner_reference(inp)],
         },
         "spec": {
-            "replicas": model.spec.desired_replicas(),
+            "replicas": model.spec.desired_replicas() if replicas is None else replicas,
             "revisionHistoryLimit": model.spec.revision_history_limit,
             "progressDeadlineSeconds": model.spec.rollout.progress_deadline_seconds,
-            "selector": {"matchLabels": names.selector_labels(name)},
+            "selector": {"matchLabels": selector},
             "strategy": _strategy(inp),
             "template": template,
         },

@@ -5,7 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from mlmodel_operator import gates, names
-from mlmodel_operator.spec import HistoryEntry, MLModelStatus, PackageStatus, RevisionRecord, serving_entry
+from mlmodel_operator.spec import (
+    CanaryStatus,
+    HistoryEntry,
+    MLModelStatus,
+    PackageStatus,
+    RevisionRecord,
+    serving_entry,
+)
 from mlmodel_operator.status.conditions import Verdict, merge_conditions
 from mlmodel_operator.status.observation import Observation
 
@@ -74,6 +81,7 @@ class PassFacts:
     applied_revision: int | None = None  # the revision the Deployment was rendered at (the target)
     revisions: Revisions = Revisions()
     quality_gate: bool = False  # spec.qualityGate was checked for the desired revision (mlmodel_operator.gates)
+    canary: CanaryStatus | None = None  # status.canary after this pass (mlmodel_operator.canary.rollout)
 
 
 def human_size(size: int) -> str:
@@ -178,6 +186,8 @@ def _progress(facts: PassFacts) -> tuple[Verdict, Verdict, Verdict]:
             stalled = Verdict("True", problem.reason, detail)
     if stalled is not None:
         return Verdict("False", stalled.reason, stalled.message), Verdict("False", "Stalled"), stalled
+    if facts.canary is not None and facts.canary.phase == "Progressing":
+        return _canary(facts, facts.canary)
     pinned = " (spec.rollbackTo)" if rev.pinned else ""
     if obs.complete:
         msg = f"revision {revision}{pinned} serving, {obs.available}/{obs.desired} replicas available"
@@ -201,6 +211,19 @@ def _progress(facts: PassFacts) -> tuple[Verdict, Verdict, Verdict]:
         problem = obs.problems[0]
         msg += f"; {problem.message}"
     return Verdict("False", reason, msg), Verdict("True", reason, msg), Verdict("False", "Progressing")
+
+
+def _canary(facts: PassFacts, canary: CanaryStatus) -> tuple[Verdict, Verdict, Verdict]:
+    """A canary runs: the stable revision serves (Ready while it has a replica available) and the rollout of the
+    candidate is in progress (Reconciling, kstatus InProgress) until it is promoted or aborted."""
+    obs = facts.observation
+    achieved = f"{canary.achieved_weight}%" if canary.achieved_weight is not None else "none yet"
+    msg = (f"canary of revision {canary.revision}: step {canary.step}/{canary.steps}, weight {canary.weight}% "
+           f"({achieved} achieved, {canary.candidate_replicas} candidate and {canary.stable_replicas} stable replicas)")
+    serving = f"revision {canary.stable_revision} serving, {obs.available}/{obs.desired} replicas available; {msg}"
+    ready = (Verdict("True", "Serving", serving) if obs.available >= 1
+             else Verdict("False", "MinimumReplicasUnavailable", serving))
+    return ready, Verdict("True", "Canary", msg), Verdict("False", "Progressing")
 
 
 def _rolled_back_verdict(rev: Revisions) -> Verdict:
@@ -243,4 +266,5 @@ def compute_status(previous: MLModelStatus, facts: PassFacts, now: str) -> MLMod
         quality=gates.quality_view(facts.quality_gate, facts.failure.reason if facts.failure else None,
                                    facts.package, rev.desired, rev.history, previous.quality),
         autoscaling=previous.autoscaling,  # written by the pass's autoscaler step (reconcile.autoscale)
+        canary=facts.canary,
     )

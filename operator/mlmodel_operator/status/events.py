@@ -44,12 +44,42 @@ def events_between(before: MLModelStatus, after: MLModelStatus) -> list[EventSpe
     old_ready, new_ready = find(before.conditions, "Ready"), find(after.conditions, "Ready")
     if new_ready and new_ready.status == "True" and (old_ready is None or old_ready.status != "True"):
         out.append(EventSpec("Normal", "Ready", new_ready.message))
+    out += _canary_events(before, after)
     old_problem, new_problem = _autoscaling_problem(before), _autoscaling_problem(after)
     # The HPA cannot scale (its metric is missing, ...): the replicas stay; on a new reason only.
     if new_problem is not None and _reason(new_problem) != (_reason(old_problem) if old_problem else None):
         out.append(EventSpec("Warning", "AutoscalingUnavailable", new_problem))
     elif old_problem is not None and new_problem is None and after.autoscaling is not None:
         out.append(EventSpec("Normal", "AutoscalingRecovered", f"the HPA scales again (it was: {old_problem})"))
+    return out
+
+
+def _canary_events(before: MLModelStatus, after: MLModelStatus) -> list[EventSpec]:
+    """Each decision of a canary: it starts, an analysis window ends, a step begins, it is promoted or aborted."""
+    old, new = before.canary, after.canary
+    if new is None:
+        return []
+    out: list[EventSpec] = []
+    fresh = old is None or old.revision != new.revision or old.phase not in ("Progressing", "Promoting")
+    if fresh and new.phase == "Progressing":
+        started = (f"revision {new.revision} beside revision {new.stable_revision}: step 1/{new.steps}, "
+                   f"weight {new.weight}%")
+        out.append(EventSpec("Normal", "CanaryStarted", started))
+    window = new.analysis
+    if window is not None and (old is None or old.analysis is None or old.analysis.time != window.time):
+        kind: Literal["Normal", "Warning"] = "Warning" if window.verdict == "Fail" else "Normal"
+        out.append(EventSpec(kind, f"CanaryAnalysis{window.verdict}", f"revision {new.revision}, step {new.step}: "
+                                                                       f"{window.message}"))
+    if not fresh and old is not None and new.phase == "Progressing" and new.step != old.step:
+        out.append(EventSpec("Normal", "CanaryStep", f"revision {new.revision}: step {new.step}/{new.steps}, "
+                                                     f"weight {new.weight}% ({new.message})"))
+    if new.phase != (old.phase if old is not None and not fresh else "Progressing"):
+        if new.phase == "Promoting":
+            out.append(EventSpec("Normal", "CanaryPromoting", f"revision {new.revision}: {new.message}"))
+        elif new.phase == "Promoted":
+            out.append(EventSpec("Normal", "CanaryPromoted", new.message))
+        elif new.phase == "Aborted":
+            out.append(EventSpec("Warning", "CanaryAborted", new.message))
     return out
 
 
@@ -75,6 +105,9 @@ def transition_mark(before: MLModelStatus) -> str:
     problem = _autoscaling_problem(before)
     if problem is not None:
         mark["autoscaling"] = _reason(problem)
+    if before.canary is not None:
+        c = before.canary
+        mark["canary"] = [c.revision, c.phase, c.step, c.analysis.time if c.analysis is not None else None]
     return json.dumps(mark, sort_keys=True, separators=(",", ":"))
 
 
