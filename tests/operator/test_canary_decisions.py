@@ -52,6 +52,21 @@ def test_latency_is_not_judged_against_a_stable_revision_without_traffic() -> No
     assert judge(idle, Window(requests=100, p99_seconds=0.5), RULES).verdict is Verdict.PASS
 
 
+@pytest.mark.parametrize(
+    ("stable", "candidate", "verdict"),
+    [
+        # the same share of 400s on both: malformed requests, not the candidate's doing
+        (Window(requests=1000, client_errors=100), Window(requests=100, client_errors=10), Verdict.PASS),
+        # the candidate refuses inputs the stable revision answers (its framework fails on them): 400s in excess
+        (Window(requests=1000, client_errors=0), Window(requests=100, client_errors=30), Verdict.FAIL),
+        (Window(requests=1000, client_errors=100), Window(requests=100, client_errors=40), Verdict.FAIL),
+    ],
+)
+def test_4xx_beyond_the_stable_revisions_share_are_failures(stable: Window, candidate: Window, verdict: Verdict
+                                                            ) -> None:
+    assert judge(stable, candidate, RULES).verdict is verdict
+
+
 STEPS = [StepRule(weight=10, pause_seconds=60), StepRule(weight=50, manual=True), StepRule(weight=100)]
 PASSED = Judgement(Verdict.PASS, "error ratio 0% over 600 requests")
 FAILED = Judgement(Verdict.FAIL, "error ratio 4.8% > 1% over 600 requests")
@@ -113,6 +128,7 @@ def test_window_is_the_increase_between_two_scrapes_summed_over_pods() -> None:
     window = window_between(before, after, model="m", revision="2")
     assert window.requests == 100 + 5 + 50 + 7 + 0  # 2xx, 5xx and 4xx answers alike
     assert window.errors == 5
+    assert window.client_errors == 7  # the 400s of c-2, new in the window (c-1's stayed at 7)
     assert window.p99_seconds is not None
     assert 0.01 < window.p99_seconds <= 0.1
 

@@ -23,6 +23,7 @@ class Window:
 
     requests: float = 0.0
     errors: float = 0.0  # answered with a 5xx: the runtime or the model failed
+    client_errors: float = 0.0  # answered with a 4xx (but 429 and 499): a bad request, or a model refusing an input
     p99_seconds: float | None = None
     compared: float = 0.0  # shadow: candidate answers compared with the stable revision's
     disagreed: float = 0.0  # shadow: of those, outside the tolerance
@@ -30,6 +31,16 @@ class Window:
     @property
     def error_ratio(self) -> float:
         return self.errors / self.requests if self.requests else 0.0
+
+    @property
+    def client_error_ratio(self) -> float:
+        return self.client_errors / self.requests if self.requests else 0.0
+
+    def failures_beside(self, stable: Window) -> float:
+        """This revision's failed answers: its 5xx, and its 4xx beyond the stable revision's 4xx ratio. The Service
+        splits the same clients' requests between both, so malformed requests reach both alike; a model that
+        refuses inputs the stable one answers (the framework fails on them: 400) shows as the excess."""
+        return self.errors + max(0.0, self.client_errors - stable.client_error_ratio * self.requests)
 
     @property
     def disagreement(self) -> float:
@@ -64,7 +75,7 @@ def judge(stable: Window, candidate: Window, rules: Rules) -> Judgement:
                          f"{candidate.requests:.0f} requests < {rules.min_requests} in the window")
     figures: list[str] = []
     if candidate.requests >= rules.min_requests:
-        ratio = candidate.error_ratio
+        ratio = candidate.failures_beside(stable) / candidate.requests
         if ratio > rules.max_error_ratio:
             return Judgement(Verdict.FAIL, f"error ratio {_pct(ratio)} > {_pct(rules.max_error_ratio)} "
                                            f"over {candidate.requests:.0f} requests")

@@ -81,14 +81,17 @@ def window_between(
     """`revision`'s window from per-pod scrapes (pod name -> samples) taken at the window's start and end.
     Shadow comparisons are counted where they happen, on the stable runtime, labelled with the candidate's
     revision: pass the stable pods' scrapes too and they are found by that label."""
-    requests = errors = compared = disagreed = 0.0
+    requests = errors = client_errors = compared = disagreed = 0.0
     buckets: dict[float, float] = {}
     for pod, now in after.items():
         delta = Samples(_increase(before.get(pod), now))
         for labels, value in delta.select(REQUESTS, model=model, revision=revision):
             requests += value
-            if labels.get("code", "").startswith("5"):
+            code = labels.get("code", "")
+            if code.startswith("5"):
                 errors += value
+            elif code.startswith("4") and code not in ("429", "499"):  # not throttled, not hung up on
+                client_errors += value
         for labels, value in delta.select(DURATION_BUCKET, model=model, revision=revision):
             bound = float(labels["le"])
             buckets[bound] = buckets.get(bound, 0.0) + value
@@ -97,5 +100,5 @@ def window_between(
                 compared += value
             if labels.get("result") == "disagree":
                 disagreed += value
-    return Window(requests=requests, errors=errors, p99_seconds=quantile(0.99, buckets.items()),
-                  compared=compared, disagreed=disagreed)
+    return Window(requests=requests, errors=errors, client_errors=client_errors,
+                  p99_seconds=quantile(0.99, buckets.items()), compared=compared, disagreed=disagreed)
