@@ -734,7 +734,9 @@ class CanaryAnalysisStatus(_Model):
     message: str = Field(description="The figures, e.g. 'error ratio 4.8% > 1% over 600 requests'.")
     time: str = Field(description="When the window ended (RFC 3339).")
     candidate_requests: int = Field(default=0, ge=0, description="Requests the candidate answered in the window.")
-    candidate_errors: int = Field(default=0, ge=0, description="Of those, server errors (5xx).")
+    candidate_errors: int = Field(
+        default=0, ge=0, description="Of those, failed: 5xx, and 4xx beyond the stable revision's share."
+    )
     candidate_p99_seconds: float | None = Field(default=None, description="The candidate's p99 latency.")
     stable_requests: int = Field(default=0, ge=0, description="Requests the stable revision answered.")
     stable_p99_seconds: float | None = Field(default=None, description="The stable revision's p99 latency.")

@@ -78,7 +78,7 @@ def _analysis(window: WindowResult, stamp: str) -> CanaryAnalysisStatus:
         message=window.judgement.message,
         time=stamp,
         candidate_requests=round(candidate.requests),
-        candidate_errors=round(candidate.errors),
+        candidate_errors=round(candidate.failures_beside(stable)),
         candidate_p99_seconds=candidate.p99_seconds,
         stable_requests=round(stable.requests),
         stable_p99_seconds=stable.p99_seconds,
