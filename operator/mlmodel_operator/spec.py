@@ -311,9 +311,10 @@ class Rollout(_Model):
 
     model_config = ConfigDict(
         json_schema_extra=_validations(
-            _rule("self.strategy != 'Canary' || has(self.canary)",
+            # has(): the rules also run on the field's schema default ({}), where nested defaults are not applied.
+            _rule("!has(self.strategy) || self.strategy != 'Canary' || has(self.canary)",
                   "spec.rollout.canary is required when spec.rollout.strategy is Canary", ".canary"),
-            _rule("!has(self.canary) || self.strategy == 'Canary'",
+            _rule("!has(self.canary) || (has(self.strategy) && self.strategy == 'Canary')",
                   "spec.rollout.canary is only used with spec.rollout.strategy Canary", ".canary"),
         )
     )
