@@ -1,6 +1,8 @@
 """The client side of the MLModel API, for the `mlmodel` CLI's cluster commands (`mlmodel history`, `mlmodel
-rollback`): read an MLModel, and ask for a rollback by patching `spec.rollbackTo` (the operator never writes
-spec; this is the user's own change). The group, version and plural are the typed spec's."""
+rollback`, `mlmodel promote`, `mlmodel abort`): read an MLModel, ask for a rollback by patching
+`spec.rollbackTo` (the operator never writes spec; this is the user's own change), and set one of the
+annotations the operator acts on (a merge patch of that one annotation: nothing in spec, so a GitOps tool that
+owns spec has nothing to revert). The group, version and plural are the typed spec's."""
 
 from __future__ import annotations
 
@@ -59,5 +61,11 @@ class Models:
     def set_rollback(self, namespace: str, name: str, revision: int | None) -> dict[str, Any]:
         """Merge-patch only spec.rollbackTo ({revision: N}, or null to follow spec.source again)."""
         body = {"spec": {"rollbackTo": {"revision": revision} if revision is not None else None}}
+        return self._call(f"MLModel {namespace}/{name}", self.api.patch_namespaced_custom_object,
+                          GROUP, VERSION, namespace, PLURAL, name, body)
+
+    def set_annotation(self, namespace: str, name: str, key: str, value: str) -> dict[str, Any]:
+        """Merge-patch only metadata.annotations[key] (other annotations, spec and status stay as they are)."""
+        body = {"metadata": {"annotations": {key: value}}}
         return self._call(f"MLModel {namespace}/{name}", self.api.patch_namespaced_custom_object,
                           GROUP, VERSION, namespace, PLURAL, name, body)

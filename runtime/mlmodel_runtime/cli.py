@@ -1,4 +1,5 @@
-"""`mlmodel`: pack, verify and push model packages; show and roll back an MLModel's revisions (typer + rich).
+"""`mlmodel`: pack, verify and push model packages; show and roll back an MLModel's revisions, promote or abort
+its canary (typer + rich).
 
 Every command takes `--output json` for scripts (one JSON object on stdout, also on failure)
 and exits with the contract's codes: 0 ok, 2 usage, 10-16 the package failure reasons.
@@ -392,7 +393,8 @@ NamespaceOpt = Annotated[
 KubeconfigOpt = Annotated[
     str | None, typer.Option("--kubeconfig", help="default: KUBECONFIG or ~/.kube/config", show_default=False)
 ]
-OUTCOME_STYLE = {"Serving": "green", "Superseded": "dim", "Failed": "red", "RolledBack": "yellow", "RollingOut": "cyan"}
+OUTCOME_STYLE = {"Serving": "green", "Superseded": "dim", "Failed": "red", "RolledBack": "yellow", "RollingOut": "cyan",
+                 "Canary": "cyan"}
 
 
 @contextmanager
@@ -403,6 +405,30 @@ def _cluster_failures(output: Output) -> Iterator[None]:
         yield
     except ModelApiError as exc:
         _fail(output, exc.reason, exc.message, EXIT_USAGE if exc.reason == "RevisionNotInHistory" else 1)
+
+
+def _seconds(value: object) -> str:
+    return f"{float(value) * 1000:.3g}ms" if isinstance(value, int | float) else "-"
+
+
+def canary_lines(canary: dict[str, Any]) -> list[str]:
+    """status.canary in two lines: where the canary is (revision, phase, step, weights) and its last analysis."""
+    achieved = canary.get("achievedWeight")
+    where = (f"canary: revision {canary.get('revision')} (stable: revision {canary.get('stableRevision')}) "
+             f"{canary.get('phase')}, step {canary.get('step')}/{canary.get('steps')}, weight {canary.get('weight')}% "
+             f"(achieved {f'{achieved}%' if achieved is not None else '-'}, {canary.get('mode', 'ReplicaRatio')})")
+    if canary.get("message"):
+        where += f": {canary['message']}"
+    lines = [where]
+    analysis = canary.get("analysis")
+    if analysis:
+        lines.append(
+            f"  last analysis {analysis.get('verdict')} at {analysis.get('time')}: {analysis.get('message')} "
+            f"(candidate {analysis.get('candidateRequests', 0)} requests, {analysis.get('candidateErrors', 0)} failed, "
+            f"p99 {_seconds(analysis.get('candidateP99Seconds'))}; stable {analysis.get('stableRequests', 0)} "
+            f"requests, p99 {_seconds(analysis.get('stableP99Seconds'))})"
+        )
+    return lines
 
 
 def _history(model: dict[str, Any]) -> list[dict[str, Any]]:
@@ -426,10 +452,11 @@ def history_command(
         model = models.get(ns, name)
     status = model.get("status") or {}
     history = _history(model)
+    canary = status.get("canary")
     if output is Output.JSON:
         _emit_json({"ok": True, "name": name, "namespace": ns, "revision": status.get("revision"),
                     "desiredRevision": status.get("desiredRevision"), "rollout": status.get("rollout"),
-                    "history": history})
+                    "history": history, "canary": canary})
         return
     table = Table(title=f"MLModel {ns}/{name}", title_justify="left")
     for column in ("REVISION", "OUTCOME", "CREATED", "DIGEST", "URI", "IMAGE"):
@@ -437,7 +464,9 @@ def history_command(
     table.add_column("REASON", overflow="fold")
     rollout = status.get("rollout")
     if rollout:  # a revision being rolled out is not in the history until it serves or fails
-        history = [*history, {**rollout, "outcome": "RollingOut"}]
+        in_canary = canary and canary.get("revision") == rollout.get("revision") and canary.get("phase") in (
+            "Progressing", "Promoting")
+        history = [*history, {**rollout, "outcome": "Canary" if in_canary else "RollingOut"}]
     for entry in history:
         outcome = str(entry.get("outcome", ""))
         serving = " *" if entry.get("revision") == status.get("revision") else ""
@@ -452,6 +481,8 @@ def history_command(
         )
     # A pipe or a log gets whole lines, not a table squeezed to rich's 80-column default.
     (out if out.is_terminal else Console(width=200, highlight=False)).print(table)
+    for line in canary_lines(canary) if canary else []:
+        out.print(line, markup=False)
     if not history:
         err.print("no revisions recorded yet (the operator has not served this model)")
     else:
@@ -494,6 +525,114 @@ def rollback_command(
     else:
         out.print(f"{ns}/{name}: spec.rollbackTo = revision {to_revision}; follow it with "
                   f"`kubectl get mlm {name} -n {ns} -w`, undo with `mlmodel rollback {name} --clear`")
+
+
+# ---------------------------------------------------------------------------------------------
+# Canary (spec.rollout.strategy Canary): end the current step now, or abort. Each sets one annotation on the
+# MLModel to a new value (the operator acts on a new value once; status.canary keeps the last one acted on).
+# ---------------------------------------------------------------------------------------------
+
+
+def _running_canary(models: Any, ns: str, name: str, verb: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The MLModel and its status.canary; NoCanaryRunning unless a canary is in phase Progressing."""
+    from mlmodel_operator.client import ModelApiError
+
+    model = models.get(ns, name)
+    canary = (model.get("status") or {}).get("canary")
+    if not canary:
+        raise ModelApiError("NoCanaryRunning", f"{ns}/{name} has no canary (status.canary is empty): nothing to "
+                                               f"{verb}; a canary starts when a new revision rolls out with "
+                                               "spec.rollout.strategy Canary")
+    if canary.get("phase") != "Progressing":
+        raise ModelApiError("NoCanaryRunning", f"{ns}/{name}: the canary of revision {canary.get('revision')} is "
+                                               f"{canary.get('phase')}, not Progressing: nothing to {verb} "
+                                               f"(see `mlmodel history {name} -n {ns}`)")
+    return model, canary
+
+
+def _stamp() -> str:
+    """A new annotation value: the time to the microsecond, so two requests a second apart are both new."""
+    from datetime import UTC, datetime
+
+    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def promote_next(model: dict[str, Any], canary: dict[str, Any]) -> str:
+    """What a promote of `canary` does, in words (from spec.rollout.canary.steps)."""
+    step, steps, revision = int(canary.get("step", 1)), int(canary.get("steps", 1)), canary.get("revision")
+    rules = ((model.get("spec") or {}).get("rollout") or {}).get("canary") or {}
+    configured = rules.get("steps") or []
+    if step >= steps:
+        return (f"the last step ({step}/{steps}) ends at the operator's next pass and revision {revision} is "
+                "promoted: the model's Deployment takes it (the old ReplicaSet is kept for a fast rollback) and the "
+                "candidate's Deployment goes once it is rolled out")
+    weight = configured[step].get("weight") if step < len(configured) else None
+    then = f"step {step + 1}/{steps} sends {weight}% of the traffic" if weight is not None else f"step {step + 1}"
+    return (f"step {step}/{steps} ends at the operator's next pass; {then} to revision {revision} "
+            "(analysis windows go on: a failed one still aborts)")
+
+
+def _annotate_canary(verb: str, key: str, name: str, namespace: str | None, kubeconfig: str | None,
+                     output: Output) -> None:
+    from mlmodel_operator.client import Models
+
+    with _cluster_failures(output):
+        models = Models(kubeconfig)
+        ns = namespace or models.default_namespace
+        model, canary = _running_canary(models, ns, name, verb)
+        value = _stamp()
+        models.set_annotation(ns, name, key, value)
+    revision, stable = canary.get("revision"), canary.get("stableRevision")
+    if verb == "promote":
+        next_ = promote_next(model, canary)
+    else:
+        next_ = (f"the operator aborts the canary at its next pass: revision {revision} is recorded Failed (reason "
+                 f"CanaryAborted), the candidate's Deployment is deleted and revision {stable} serves with all its "
+                 "replicas; the model stays Stalled (RolledBack) until spec.source changes")
+    observed = (model.get("status") or {}).get("observedGeneration")
+    lagging = observed is not None and observed < int((model.get("metadata") or {}).get("generation") or 0)
+    if output is Output.JSON:
+        _emit_json({"ok": True, "name": name, "namespace": ns, "annotation": key, "value": value,
+                    "revision": revision, "step": canary.get("step"), "steps": canary.get("steps"), "next": next_,
+                    "specNotYetObserved": lagging})
+        return
+    out.print(f"{ns}/{name}: {key}={value}", markup=False)
+    out.print(f"  {next_}", markup=False)
+    if lagging:
+        err.print(f"[yellow]warning[/]: the operator has not yet observed the latest spec of {ns}/{name}: a new "
+                  "revision starts a new canary, and a value set before it starts is not acted on")
+    out.print(f"  follow it with `kubectl get mlm {name} -n {ns} -w` or `mlmodel history {name} -n {ns}`",
+              markup=False)
+
+
+@app.command("promote")
+def promote_command(
+    name: Annotated[str, typer.Argument(help="the MLModel")],
+    namespace: NamespaceOpt = None,
+    kubeconfig: KubeconfigOpt = None,
+    output: OutputOpt = Output.TEXT,
+) -> None:
+    """End the canary's current step now (a step waiting for promotion, or what is left of a timed one); after
+    the last step the candidate revision is promoted. Sets the annotation serving.mlmodel.io/promote to a new value,
+    nothing else (GitOps-safe: docs/gitops.md). Refused unless a canary is Progressing."""
+    from mlmodel_operator.names import PROMOTE_ANNOTATION
+
+    _annotate_canary("promote", PROMOTE_ANNOTATION, name, namespace, kubeconfig, output)
+
+
+@app.command("abort")
+def abort_command(
+    name: Annotated[str, typer.Argument(help="the MLModel")],
+    namespace: NamespaceOpt = None,
+    kubeconfig: KubeconfigOpt = None,
+    output: OutputOpt = Output.TEXT,
+) -> None:
+    """Abort the canary: the candidate revision is recorded Failed (CanaryAborted) and the stable revision serves
+    alone again. Sets the annotation serving.mlmodel.io/abort to a new value, nothing else (GitOps-safe:
+    docs/gitops.md). Refused unless a canary is Progressing."""
+    from mlmodel_operator.names import ABORT_ANNOTATION
+
+    _annotate_canary("abort", ABORT_ANNOTATION, name, namespace, kubeconfig, output)
 
 
 def main() -> None:
