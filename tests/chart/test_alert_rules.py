@@ -1,7 +1,8 @@
 """The chart's PrometheusRule passes `promtool check rules`, and `promtool test rules` shows each alert firing
 when it should and not before: a model not Ready for 10 minutes, a stalled model, a rollback, a 5xx rate
 over the threshold, a p99 latency over the threshold; feature and prediction drift (PSI over the threshold for
-its duration) on the drifted series only."""
+its duration) on the drifted series only; a canary stuck at one step, an aborted canary (and not its rollback
+again)."""
 
 from __future__ import annotations
 
@@ -229,6 +230,80 @@ def test_at_max_replicas_with_a_growing_queue(render: Callable[..., list[dict[st
     left, nor for one at max whose queue drains."""
     (tmp_path / "rules.yaml").write_text(yaml.safe_dump(_rules(render)))
     (tmp_path / "tests.yaml").write_text(SCALING_TESTS)
+    res = subprocess.run([str(PROMTOOL), "test", "rules", "tests.yaml"], capture_output=True, text=True,
+                         timeout=60, cwd=tmp_path)
+    assert res.returncode == 0, res.stdout + res.stderr
+
+
+CANARY_TESTS = """
+rule_files: [rules.yaml]
+evaluation_interval: 1m
+tests:
+  - interval: 1m
+    input_series:
+      # "slow": Progressing; step 1 from 0, step 2 from minute 11 (step_started = 660 s) and never left.
+      - series: 'mlmodel_operator_canary_phase{namespace="risk",name="slow",revision="3",phase="Progressing"}'
+        values: '1x100'
+      - series: 'mlmodel_operator_canary_step_started_timestamp_seconds{namespace="risk",name="slow"}'
+        values: '0x10 660x89'
+      # "steady": Progressing, a new step every 20 minutes (never an hour at one).
+      - series: 'mlmodel_operator_canary_phase{namespace="risk",name="steady",revision="5",phase="Progressing"}'
+        values: '1x100'
+      - series: 'mlmodel_operator_canary_step_started_timestamp_seconds{namespace="risk",name="steady"}'
+        values: '0x19 1200x20 2400x20 3600x20 4800x19'
+      # "done": its last step started at 0, but it was promoted: its step no longer moves, rightly.
+      - series: 'mlmodel_operator_canary_phase{namespace="risk",name="done",revision="2",phase="Promoted"}'
+        values: '1x100'
+      - series: 'mlmodel_operator_canary_step_started_timestamp_seconds{namespace="risk",name="done"}'
+        values: '0x100'
+      # "bad" aborted at minute 6 (also counted as a rollback with reason CanaryAborted); "good" promoted.
+      - series: 'mlmodel_operator_canary_outcomes_total{namespace="risk",name="bad",outcome="aborted"}'
+        values: '0x5 1x94'
+      - series: 'mlmodel_operator_rollbacks_total{namespace="risk",name="bad",reason="CanaryAborted"}'
+        values: '0x5 1x94'
+      - series: 'mlmodel_operator_canary_outcomes_total{namespace="risk",name="good",outcome="aborted"}'
+        values: '0x100'
+      - series: 'mlmodel_operator_canary_outcomes_total{namespace="risk",name="good",outcome="promoted"}'
+        values: '0x5 1x94'
+    alert_rule_test:
+      # "slow" has run 61 minutes, but its step changed at minute 11.
+      - {eval_time: 61m, alertname: MLModelCanaryStuck, exp_alerts: []}
+      - {eval_time: 70m, alertname: MLModelCanaryStuck, exp_alerts: []}
+      - eval_time: 72m
+        alertname: MLModelCanaryStuck
+        exp_alerts:
+          - exp_labels: {severity: warning, namespace: risk, name: slow}
+            exp_annotations:
+              summary: The canary of MLModel risk/slow has stayed at one step for 1h 1m 0s
+              description: "STUCK_DESCRIPTION"
+      - {eval_time: 4m, alertname: MLModelCanaryAborted, exp_alerts: []}
+      - eval_time: 7m
+        alertname: MLModelCanaryAborted
+        exp_alerts:
+          - exp_labels: {severity: warning, namespace: risk, name: bad}
+            exp_annotations:
+              summary: The canary of MLModel risk/bad was aborted
+              description: "ABORTED_DESCRIPTION"
+      - {eval_time: 25m, alertname: MLModelCanaryAborted, exp_alerts: []}
+      # One alert for an aborted canary: the rollback it causes is not reported again.
+      - {eval_time: 7m, alertname: MLModelRolledBack, exp_alerts: []}
+""".replace(
+    "STUCK_DESCRIPTION",
+    "Longer than 1h: a step waiting for mlmodel promote, too few requests for a conclusive analysis window, or "
+    "candidate pods not ready; mlmodel history slow -n risk shows the step and the last analysis.",
+).replace(
+    "ABORTED_DESCRIPTION",
+    "The candidate revision is Failed (CanaryAborted) and the stable revision serves again; status.history has "
+    "the figures it failed on (mlmodel history bad -n risk).",
+)
+
+
+def test_canary_alerts(render: Callable[..., list[dict[str, Any]]], tmp_path: Path) -> None:
+    """MLModelCanaryStuck fires for a canary in phase Progressing whose step started longer than canaryStuckFor
+    ago (1h), not for one that moves on each 20 minutes, nor for a promoted one; MLModelCanaryAborted fires for 15
+    minutes after an abort, for that model only, and MLModelRolledBack does not report the same abort again."""
+    (tmp_path / "rules.yaml").write_text(yaml.safe_dump(_rules(render)))
+    (tmp_path / "tests.yaml").write_text(CANARY_TESTS)
     res = subprocess.run([str(PROMTOOL), "test", "rules", "tests.yaml"], capture_output=True, text=True,
                          timeout=60, cwd=tmp_path)
     assert res.returncode == 0, res.stdout + res.stderr
