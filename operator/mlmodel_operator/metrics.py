@@ -14,11 +14,11 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import Collector
 
-from mlmodel_operator.spec import CanaryStatus
+from mlmodel_operator.spec import CanaryStatus, HistoryEntry
 from mlmodel_operator.workload import parse_time
 
 VERDICTS = ("Pass", "Fail", "Inconclusive")
-OUTCOMES = ("promoted", "aborted")
+OUTCOMES = ("promoted", "aborted", "superseded")
 
 
 @dataclass(frozen=True)
@@ -137,8 +137,8 @@ class OperatorMetrics:
         )
         self.canary_outcomes = Counter(
             "mlmodel_operator_canary_outcomes_total",
-            "Canaries that ended, by outcome: promoted, or aborted (a failed analysis window, failed candidate pods, "
-            "or mlmodel abort).",
+            "Canaries that ended, by outcome: promoted; aborted (a failed analysis window, failed candidate pods, or "
+            "mlmodel abort: the revision is Failed); superseded (the spec changed before it was promoted).",
             ["namespace", "name", "outcome"],
             registry=registry,
         )
@@ -172,12 +172,15 @@ class OperatorMetrics:
                 self._serving.pop(key, None)
 
     def canary_state(
-        self, namespace: str, name: str, canary: CanaryStatus | None, before: CanaryStatus | None
+        self, namespace: str, name: str, canary: CanaryStatus | None, before: CanaryStatus | None,
+        history: Sequence[HistoryEntry] = (),
     ) -> None:
         """Set a model's canary series from status.canary as written (`canary`) and count what changed since the
         status the pass read (`before`): an analysis window that ended (its time is new), a canary that ended
-        (it reached Promoted or Aborted). A pass that writes nothing new counts nothing, so a window is counted
-        once, by the pass that wrote it, whichever replica or restart of the operator runs the next one."""
+        (it reached Promoted or Aborted: aborted when `history`, status.history as written, has its revision
+        Failed; superseded when the spec changed before it was promoted). A pass that writes nothing new counts
+        nothing, so a window is counted once, by the pass that wrote it, whichever replica or restart of the
+        operator runs the next one."""
         key = (namespace, name)
         with self._lock:
             if canary is None:
@@ -215,7 +218,10 @@ class OperatorMetrics:
                 self.canary_windows.labels(namespace, name, window.verdict).inc()
             if canary.phase in ("Promoted", "Aborted") and not (same_canary and before is not None
                                                                  and before.phase == canary.phase):
-                self.canary_outcomes.labels(namespace, name, canary.phase.lower()).inc()
+                self.canary_outcomes.labels(namespace, name, _outcome(canary, history)).inc()
+            replaced = before is not None and before.revision != canary.revision
+            if replaced and before is not None and before.phase in ("Progressing", "Promoting"):
+                self.canary_outcomes.labels(namespace, name, "superseded").inc()  # a new revision's canary replaced it
 
     def _drop_canary(self, namespace: str, name: str) -> None:
         old = self._canary.pop((namespace, name), None)
@@ -248,6 +254,13 @@ class OperatorMetrics:
     def watch_digest_cache(self, counts: Callable[[], tuple[int, int]]) -> None:
         """Export the package digest cache's (hits, misses), read at scrape time."""
         self.registry.register(_DigestCacheCollector(counts))
+
+
+def _outcome(canary: CanaryStatus, history: Sequence[HistoryEntry]) -> str:
+    if canary.phase == "Promoted":
+        return "promoted"
+    failed = any(e.revision == canary.revision and e.outcome == "Failed" for e in history)
+    return "aborted" if failed else "superseded"
 
 
 class _DigestCacheCollector(Collector):

@@ -410,7 +410,8 @@ class Reconciler:
             model.metadata.namespace, model.metadata.name, [(c.type, c.status) for c in final.status.conditions],
             (serving.revision, serving.digest) if serving is not None and final.status.revision is not None else None,
         )
-        self.metrics.canary_state(meta.namespace, meta.name, final.status.canary, model.status.canary)
+        self.metrics.canary_state(meta.namespace, meta.name, final.status.canary, model.status.canary,
+                                  final.status.history)
         if p.pending is not None:
             raise RetryLater(f"{model.key}: {p.pending}")
         return PassResult(ready=ready(final.status), stalled=p.failure or stalled(final.status))

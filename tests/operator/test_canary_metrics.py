@@ -4,7 +4,9 @@ scenarios of test_canary_passes.py, through its helpers):
   revision) and when its step started;
 - each analysis window counted once by verdict, by the pass that wrote it (passes between windows, and an
   operator started again on the same status, count nothing more);
-- a canary that ends counted once by outcome (promoted, aborted); the phase series moves, the old one goes;
+- a canary that ends counted once by outcome: promoted, aborted (its revision Failed), or superseded (the spec
+  changed before it was promoted: a new revision's canary, or a revert to the serving revision); the phase
+  series moves, the old one goes;
 - every verdict and outcome series exists at 0 from the canary's first pass (so increase() sees the first one);
 - forget (the model deleted) drops every canary series, and a model without a canary has none."""
 
@@ -18,7 +20,7 @@ from mlmodel_operator.spec import CanaryAnalysisStatus, CanaryStatus
 from prometheus_client import CollectorRegistry
 
 from tests.operator.fakeapi import NS, Cluster
-from tests.operator.test_canary_passes import _canary, _serving, _start_canary, _window
+from tests.operator.test_canary_passes import V1, V3, _canary, _serving, _start_canary, _window
 
 
 def _value(metrics: OperatorMetrics, name: str, **labels: str) -> float | None:
@@ -31,7 +33,8 @@ def _windows(metrics: OperatorMetrics) -> dict[str, float | None]:
 
 
 def _outcomes(metrics: OperatorMetrics) -> dict[str, float | None]:
-    return {o: _value(metrics, "mlmodel_operator_canary_outcomes_total", outcome=o) for o in ("promoted", "aborted")}
+    return {o: _value(metrics, "mlmodel_operator_canary_outcomes_total", outcome=o)
+            for o in ("promoted", "aborted", "superseded")}
 
 
 def _phases(metrics: OperatorMetrics) -> set[tuple[str, str]]:
@@ -62,7 +65,7 @@ def test_a_promoted_canary_step_by_step() -> None:
     assert _value(metrics, "mlmodel_operator_canary_weight_percent", kind="configured") == 25
     assert _value(metrics, "mlmodel_operator_canary_step_started_timestamp_seconds") == world.clock.now.timestamp()
     assert _windows(metrics) == {"Pass": 0, "Fail": 0, "Inconclusive": 0}
-    assert _outcomes(metrics) == {"promoted": 0, "aborted": 0}
+    assert _outcomes(metrics) == {"promoted": 0, "aborted": 0, "superseded": 0}
 
     started = world.clock.now.timestamp()
     _window(world, op, traffic)
@@ -85,14 +88,14 @@ def test_a_promoted_canary_step_by_step() -> None:
     op.reconcile(NS, "m")
     op.reconcile(NS, "m")
     assert _phases(metrics) == {("2", "Promoted")}
-    assert _outcomes(metrics) == {"promoted": 1, "aborted": 0}
+    assert _outcomes(metrics) == {"promoted": 1, "aborted": 0, "superseded": 0}
     assert _windows(metrics) == {"Pass": 2, "Fail": 0, "Inconclusive": 0}
 
     # An operator started again reads the same status: the window and the outcome were already counted.
     again = OperatorMetrics(CollectorRegistry())
     world.reconciler(metrics=again).reconcile(NS, "m")
     assert _windows(again) == {"Pass": 0, "Fail": 0, "Inconclusive": 0}
-    assert _outcomes(again) == {"promoted": 0, "aborted": 0}
+    assert _outcomes(again) == {"promoted": 0, "aborted": 0, "superseded": 0}
     assert _phases(again) == {("2", "Promoted")}
 
 
@@ -104,7 +107,7 @@ def test_an_aborted_canary_counts_the_failed_window_and_the_abort() -> None:
     _window(world, op, traffic, candidate_ok=18, candidate_failed=2)
     assert world.status("m")["canary"]["phase"] == "Aborted"
     assert _windows(metrics) == {"Pass": 0, "Fail": 1, "Inconclusive": 1}
-    assert _outcomes(metrics) == {"promoted": 0, "aborted": 1}
+    assert _outcomes(metrics) == {"promoted": 0, "aborted": 1, "superseded": 0}
     assert _phases(metrics) == {("2", "Aborted")}
     op.reconcile(NS, "m")
     assert _outcomes(metrics)["aborted"] == 1
@@ -115,8 +118,23 @@ def test_the_abort_annotation_counts_an_abort_without_a_window() -> None:
     _start_canary(world, op)
     world.edit("m", annotations={"serving.mlmodel.io/abort": "2026-11-22T10:06:00Z"})
     op.reconcile(NS, "m")
-    assert _outcomes(metrics) == {"promoted": 0, "aborted": 1}
+    assert _outcomes(metrics) == {"promoted": 0, "aborted": 1, "superseded": 0}
     assert _windows(metrics) == {"Pass": 0, "Fail": 0, "Inconclusive": 0}
+
+
+def test_a_spec_change_mid_canary_supersedes_it() -> None:
+    world, metrics, op = _watched(replicas=4)
+    traffic = _start_canary(world, op)
+    _window(world, op, traffic)
+    world.edit("m", {"source": {"uri": V3}})  # a new revision: a new canary from step 1
+    op.reconcile(NS, "m")
+    assert _phases(metrics) == {("3", "Progressing")}
+    assert _outcomes(metrics) == {"promoted": 0, "aborted": 0, "superseded": 1}
+    world.edit("m", {"source": {"uri": V1}})  # a revert to the serving revision (git revert): the canary ends
+    op.reconcile(NS, "m")
+    assert world.status("m")["canary"]["phase"] == "Aborted"
+    assert _phases(metrics) == {("3", "Aborted")}
+    assert _outcomes(metrics) == {"promoted": 0, "aborted": 0, "superseded": 2}, "nothing failed: not an abort"
 
 
 def _status(revision: int, phase: str, step: int = 1, achieved: int | None = 20,
