@@ -204,6 +204,56 @@ class AutoscalingEngine(_Section):
     custom_metrics: CustomMetricNames = Field(default_factory=CustomMetricNames)
 
 
+# --- NetworkPolicy (spec.networkPolicy; docs/access.md) ----------------------------------------------------
+
+
+class NetworkPeerConfig(_Section):
+    """Pods by namespace name and/or labels, or addresses by CIDR (then nothing else)."""
+
+    namespace: str | None = Field(default=None, description="Pods of this namespace (by name).")
+    namespace_labels: dict[str, str] | None = Field(default=None, description="Pods of namespaces with these labels.")
+    pod_labels: dict[str, str] | None = Field(default=None, description="Only pods with these labels.")
+    cidr: str | None = Field(default=None, description="Addresses, e.g. 10.0.0.0/8 (an ipBlock).")
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> NetworkPeerConfig:
+        selectors = (self.namespace, self.namespace_labels, self.pod_labels)
+        if self.cidr is not None and any(s is not None for s in selectors):
+            raise ValueError("a network peer is either a cidr or namespace/pod selectors, not both")
+        if self.cidr is None and all(s is None for s in selectors):
+            raise ValueError("a network peer needs a cidr, a namespace, namespaceLabels or podLabels")
+        if self.namespace is not None and self.namespace_labels is not None:
+            raise ValueError("a network peer names its namespace or selects namespaces by labels, not both")
+        return self
+
+
+class NetworkPolicyConfig(_Section):
+    """The NetworkPolicy of every model's pods. Off by default: its egress rules need the object store's (and,
+    for KubernetesTokens auth, the API server's) addresses, which the operator cannot find out by itself, and a
+    policy without them cuts models off their packages wherever the network plugin enforces it."""
+
+    enabled: bool = Field(default=False, description="Render one for every model (spec.networkPolicy.enabled: "
+                          "false opts a model out; spec.networkPolicy set turns it on for that model).")
+    scrapers: list[NetworkPeerConfig] = Field(
+        default_factory=lambda: [NetworkPeerConfig(namespace="monitoring")],
+        description="Who may read the metrics port (8082): Prometheus.",
+    )
+    operator: list[NetworkPeerConfig] = Field(
+        default_factory=list,
+        description="The operator's own pods, which scrape the metrics port for canary analysis (the chart sets "
+        "its namespace and pod labels).",
+    )
+    object_store: list[NetworkPeerConfig] = Field(
+        default_factory=list, description="Where the object store is; empty: no egress to it.")
+    object_store_port: int = Field(default=443, ge=1, le=65535)
+    api_server: list[NetworkPeerConfig] = Field(
+        default_factory=list,
+        description="The API server's addresses (KubernetesTokens auth reviews tokens there); empty: no egress to it.",
+    )
+    api_server_port: int = Field(default=443, ge=1, le=65535, description="Its port as the pods reach it "
+                                 "(the endpoint's port, e.g. 6443: policies see traffic after the Service's DNAT).")
+
+
 class OperatorConfig(BaseSettings):
     """The whole operator configuration."""
 
@@ -229,6 +279,7 @@ class OperatorConfig(BaseSettings):
     failure_detection: FailureDetection = Field(default_factory=FailureDetection)
     leader_election: LeaderElection = Field(default_factory=LeaderElection)
     autoscaling: AutoscalingEngine = Field(default_factory=AutoscalingEngine)
+    network_policy: NetworkPolicyConfig = Field(default_factory=NetworkPolicyConfig)
     cluster_domain: str = "cluster.local"
     field_manager: str = "mlmodel-operator"
     metrics_port: int = Field(default=8090, ge=0, le=65535, description="0: no metrics listener.")

@@ -22,7 +22,7 @@ from typing import Any, Protocol, TypeVar
 
 from mlmodel_runtime.package import InvalidUri, PackageError
 
-from mlmodel_operator import autoscaler, gates, names, plan
+from mlmodel_operator import access, autoscaler, gates, names, plan
 from mlmodel_operator.adapters import CheckedPackage, Credentials, StaleModel
 from mlmodel_operator.adapters.scrape import MetricsScraper
 from mlmodel_operator.canary import analysis, metrics
@@ -41,6 +41,7 @@ from mlmodel_operator.pass_plan import (
     stalled,
     status_write,
 )
+from mlmodel_operator.render.auth import reviewer_selector, token_reviewer_name
 from mlmodel_operator.spec import MLModel, MLModelStatus, PackageStatus, Source
 from mlmodel_operator.status import Failure
 
@@ -91,6 +92,10 @@ class Kube(Protocol):
     def get_autoscaler(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None: ...
     def delete_autoscaler(self, kind: str, namespace: str, name: str) -> bool: ...
     def scale_model(self, namespace: str, name: str, replicas: int) -> None: ...
+    # spec.auth's token reviewer and spec.networkPolicy (mlmodel_operator.access)
+    def get_access_object(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None: ...
+    def list_cluster_role_bindings(self, selector: str) -> list[dict[str, Any]]: ...
+    def delete_access_object(self, kind: str, namespace: str, name: str) -> bool: ...
 
 
 class Packages(Protocol):
@@ -195,6 +200,7 @@ class Reconciler:
         """The model is being deleted: drop its per-model metrics."""
         self.metrics.forget(namespace, name)
         self.windows.pop(f"{namespace}/{name}", None)
+        self.revoke(namespace, name)
 
     # -- a canary's analysis windows (mlmodel_operator.canary) ----------------------------------
 
@@ -247,7 +253,9 @@ class Reconciler:
                     return None
             validation = None if world.model.spec.rollback_to is not None else self.validate(world.model)
             try:
-                result = self.act(make_plan(world, validation, self.config, self.clock()))
+                p = make_plan(world, validation, self.config, self.clock())
+                self.secure(world, p)  # before the Deployment: its pods' ServiceAccount exists when they start
+                result = self.act(p)
                 self.autoscale(world)
                 return result
             except StaleModel:
@@ -257,6 +265,34 @@ class Reconciler:
                     raise
                 log.debug("%s/%s changed since it was read (attempt %d); reading it again", namespace, name, attempt)
         raise AssertionError("unreachable")
+
+    # -- spec.auth's token reviewer and spec.networkPolicy (mlmodel_operator.access) ------------
+
+    def secure(self, world: World, p: Plan) -> None:
+        """Apply or delete the model's token reviewer (ServiceAccount, ClusterRoleBinding) and NetworkPolicy."""
+        model = world.model
+        meta = model.metadata
+        deployments = (p.deployment or world.deployment, p.canary_deployment or world.canary_deployment)
+        needed = access.reviewer_needed(model, deployments, world.pods)
+        account_name, _ = token_reviewer_name(meta.namespace, meta.name)
+        account = self.kube.get_access_object("ServiceAccount", meta.namespace, account_name)
+        bindings = None
+        if access.must_list_bindings(needed, account):
+            bindings = tuple(self.kube.list_cluster_role_bindings(reviewer_selector(meta.namespace, meta.name)))
+        policy = self.kube.get_access_object("NetworkPolicy", meta.namespace, meta.name)
+        todo = access.decide(model, self.config, needed, access.Live(account, bindings, policy))
+        for obj in todo.apply:
+            self.kube.apply(obj)
+            log.info("%s: applied its %s %s", model.key, obj["kind"], obj["metadata"]["name"])
+        for ref in todo.delete:
+            if self.kube.delete_access_object(ref.kind, ref.namespace, ref.name):
+                log.info("%s: deleted its %s %s (no longer needed)", model.key, ref.kind, ref.name)
+
+    def revoke(self, namespace: str, name: str) -> None:
+        """The model is gone or being deleted: its reviewer's ClusterRoleBindings, which it cannot own, go too."""
+        for binding in self.kube.list_cluster_role_bindings(reviewer_selector(namespace, name)):
+            if self.kube.delete_access_object("ClusterRoleBinding", "", binding["metadata"]["name"]):
+                log.info("%s/%s: deleted its ClusterRoleBinding %s", namespace, name, binding["metadata"]["name"])
 
     # -- spec.autoscaling (mlmodel_operator.autoscaler) --------------------------------------
 

@@ -24,6 +24,8 @@ SINGULAR = "mlmodel"
 Format = Literal["onnx", "torchscript", "torch-export", "joblib"]
 Protocol = Literal["http", "grpc"]
 """Package formats of docs/contracts.md; `joblib` is pickle-based (refused unless configured)."""
+AuthMode = Literal["APIKeys", "KubernetesTokens"]
+"""spec.auth.mode: API keys from a Secret, or Kubernetes tokens (TokenReview + SubjectAccessReview)."""
 
 PICKLE_FORMATS: frozenset[str] = frozenset({"joblib"})
 
@@ -230,18 +232,70 @@ class RateLimit(_Model):
 
 class Auth(_Model):
     """Bearer tokens on the model's inference and metadata requests, over REST and gRPC (health and metrics
-    stay open to probes and scrapers): 401 without a valid token. Off when unset."""
+    stay open to probes and scrapers): 401 without a valid token, 403 without permission. Off when unset."""
 
-    mode: Literal["APIKeys"] = Field(
+    model_config = ConfigDict(
+        json_schema_extra=_validations(
+            _rule("self.mode != 'APIKeys' || has(self.apiKeysSecret)",
+                  "spec.auth.apiKeysSecret is required with mode APIKeys", ".apiKeysSecret"),
+            _rule("self.mode == 'APIKeys' || !has(self.apiKeysSecret)",
+                  "spec.auth.apiKeysSecret is only for mode APIKeys", ".apiKeysSecret"),
+        )
+    )
+
+    mode: AuthMode = Field(
         description=(
             "APIKeys: keys from a Secret in the model's namespace; every entry of the Secret is one key's "
             "SHA-256 in hex (the key itself is never stored), compared in constant time. Editing the Secret "
-            "adds or revokes keys without a restart, once the kubelet updates the pods' volume (about a minute)."
+            "adds or revokes keys without a restart, once the kubelet updates the pods' volume (about a minute). "
+            "KubernetesTokens: a ServiceAccount (or user) token, checked with a TokenReview and authorized with a "
+            "SubjectAccessReview for `verb` on this MLModel; verdicts are cached for a minute. The operator "
+            "creates a ServiceAccount <model>-token-reviewer bound to system:auth-delegator for the pods "
+            "(docs/access.md)."
         ),
     )
-    api_keys_secret: str = Field(
-        min_length=1, max_length=253, pattern=DNS_SUBDOMAIN_PATTERN,
-        description="APIKeys: the Secret that holds the keys' hashes.",
+    api_keys_secret: str | None = Field(
+        default=None, min_length=1, max_length=253, pattern=DNS_SUBDOMAIN_PATTERN,
+        description="APIKeys (required there, refused otherwise): the Secret that holds the keys' hashes.",
+    )
+    verb: str = Field(
+        default="get", min_length=1, max_length=63, pattern=r"^[a-z]+$",
+        description=(
+            "KubernetesTokens: the verb a caller needs on mlmodels.serving.mlmodel.io/<this model> in its "
+            "namespace (e.g. get, or a custom verb such as infer granted by a Role)."
+        ),
+    )
+
+
+class NetworkPeer(_Model):
+    """Pods allowed to call the model: those of a namespace, those with some labels, or both."""
+
+    model_config = ConfigDict(json_schema_extra={"minProperties": 1})
+
+    namespace: str | None = Field(
+        default=None, min_length=1, max_length=63, pattern=DNS_LABEL_PATTERN,
+        description="Pods of this namespace; unset: of the model's own namespace.",
+    )
+    pod_labels: dict[str, str] | None = Field(
+        default=None, description="Only pods with these labels; unset: every pod of the namespace.",
+    )
+
+
+class NetworkPolicySpec(_Model):
+    """A NetworkPolicy for the model's pods (docs/access.md): inference ports from `allowFrom` only, the metrics
+    port from the configured scraper and the operator only, egress to DNS, the object store and (with
+    KubernetesTokens auth) the API server only. Enforced only where the cluster's network plugin enforces
+    NetworkPolicy."""
+
+    enabled: bool = Field(
+        default=True,
+        description="false: no NetworkPolicy for this model, even where the operator's configuration gives one "
+        "to every model.",
+    )
+    allow_from: list[NetworkPeer] = Field(
+        default_factory=list, max_length=32,
+        description="Who may call the inference ports (8080 REST, 8081 gRPC); empty: every pod of the model's "
+        "namespace.",
     )
 
 
@@ -566,6 +620,11 @@ class MLModelSpec(_Model):
     )
     auth: Auth | None = Field(default=None, description="Request authentication; unset: none (anyone who can reach "
                               "the Service may call the model).")
+    network_policy: NetworkPolicySpec | None = Field(
+        default=None,
+        description="A NetworkPolicy for the model's pods; unset: as the operator's configuration says "
+        "(networkPolicy.enabled, off by default).",
+    )
     quality_gate: QualityGate | None = Field(
         default=None,
         description=(
@@ -635,7 +694,8 @@ class RevisionSettings(_Model):
     """
 
     OUTSIDE_REVISIONS: ClassVar[frozenset[str]] = frozenset(
-        {"replicas", "rollout", "revision_history_limit", "rollback_to", "quality_gate", "autoscaling"}
+        {"replicas", "rollout", "revision_history_limit", "rollback_to", "quality_gate", "autoscaling",
+         "network_policy"}
     )
 
     source: Source = Field(description="spec.source of the revision.")

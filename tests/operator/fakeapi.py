@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, NoReturn
 
 from mlmodel_operator.adapters import CheckedPackage, Credentials, StaleModel
+from mlmodel_operator.adapters.kube import ACCESS_KINDS
 from mlmodel_operator.config import OperatorConfig
 from mlmodel_operator.faults import FaultInjector
 from mlmodel_operator.metrics import OperatorMetrics
@@ -120,9 +121,10 @@ class FakeKube:
         return dict(secret.get("stringData") or {}) if secret is not None else None
 
     def apply(self, obj: Mapping[str, Any]) -> Obj:
-        resource = {"Deployment": "deployments", "Service": "services", **AUTOSCALERS}[obj["kind"]]
+        resource = {"Deployment": "deployments", "Service": "services", **AUTOSCALERS, **ACCESS_KINDS}[obj["kind"]]
         meta = obj["metadata"]
-        live = self.get(resource, meta["namespace"], meta["name"])
+        namespace = meta.get("namespace", "")  # "" for a cluster-scoped object
+        live = self.get(resource, namespace, meta["name"])
         new = copy.deepcopy(dict(obj))
         if live is None:
             new["metadata"] |= {"uid": str(uuid.uuid4()), "generation": 1}
@@ -133,7 +135,7 @@ class FakeKube:
                                 "generation": live["metadata"]["generation"] + (1 if changed else 0)}
             new["status"] = live.get("status", {})
         self._bump(new)
-        self.objects[(resource, meta["namespace"], meta["name"])] = new
+        self.objects[(resource, namespace, meta["name"])] = new
         self.writes.append(Write("apply", resource, meta["name"]))
         return copy.deepcopy(new)
 
@@ -165,6 +167,17 @@ class FakeKube:
     def delete_autoscaler(self, kind: str, namespace: str, name: str) -> bool:
         self.writes.append(Write("delete", AUTOSCALERS[kind], name))
         return self.objects.pop((AUTOSCALERS[kind], namespace, name), None) is not None
+
+    def get_access_object(self, kind: str, namespace: str, name: str) -> Obj | None:
+        return self._read(ACCESS_KINDS[kind], namespace if kind != "ClusterRoleBinding" else "", name)
+
+    def list_cluster_role_bindings(self, selector: str) -> list[Obj]:
+        return self._list("clusterrolebindings", "", selector)
+
+    def delete_access_object(self, kind: str, namespace: str, name: str) -> bool:
+        self.writes.append(Write("delete", ACCESS_KINDS[kind], name))
+        key = (ACCESS_KINDS[kind], namespace if kind != "ClusterRoleBinding" else "", name)
+        return self.objects.pop(key, None) is not None
 
     def scale_model(self, namespace: str, name: str, replicas: int) -> None:
         model = self.get("mlmodels", namespace, name)
@@ -363,7 +376,7 @@ class Cluster:
             self.kube.put("pods", {
                 "metadata": {"name": f"{name}-{revision}-{i}", "namespace": NS,
                              "labels": template["metadata"]["labels"], "creationTimestamp": self.clock.stamp(60)},
-                "spec": {"containers": template["spec"]["containers"]},
+                "spec": {k: v for k, v in template["spec"].items() if k in ("containers", "serviceAccountName")},
                 "status": {"phase": "Running", "podIP": f"{name}-{revision}-{i}.pod", "conditions": [
                     {"type": "PodScheduled", "status": "True"},
                     {"type": "Ready", "status": ready, "lastTransitionTime": self.clock.stamp(30)}],

@@ -27,6 +27,10 @@ AUTOSCALERS = {
     "HorizontalPodAutoscaler": ("autoscaling", "v2", "horizontalpodautoscalers"),
 }
 MERGE_PATCH = "application/merge-patch+json"
+# kind -> plural of the objects that carry out spec.auth KubernetesTokens and spec.networkPolicy
+# (mlmodel_operator.access); a ClusterRoleBinding is cluster-scoped.
+ACCESS_KINDS = {"ServiceAccount": "serviceaccounts", "ClusterRoleBinding": "clusterrolebindings",
+                "NetworkPolicy": "networkpolicies"}
 
 
 def connect(kubeconfig: str | None = None, pool_size: int | None = None) -> client.ApiClient:
@@ -69,6 +73,8 @@ class KubeApi:
         self.core = client.CoreV1Api(api_client)
         self.apps = client.AppsV1Api(api_client)
         self.custom = client.CustomObjectsApi(api_client)
+        self.rbac = client.RbacAuthorizationV1Api(api_client)
+        self.networking = client.NetworkingV1Api(api_client)
         self.field_manager = field_manager
         self.metrics = metrics
         self.fence = fence or (lambda: None)
@@ -131,7 +137,7 @@ class KubeApi:
     # -- writes ----------------------------------------------------------------------------
 
     def apply(self, obj: Mapping[str, Any]) -> dict[str, Any]:
-        """Server-side apply (create or update) of a Deployment or Service; returns the live object."""
+        """Server-side apply (create or update) of an object the operator renders; returns the live object."""
         meta = obj["metadata"]
         kind = obj["kind"]
         kwargs: dict[str, Any] = {
@@ -146,14 +152,65 @@ class KubeApi:
             response = self.apps.patch_namespaced_deployment(meta["name"], meta["namespace"], dict(obj), **kwargs)
         elif kind == "Service":
             response = self.core.patch_namespaced_service(meta["name"], meta["namespace"], dict(obj), **kwargs)
+        elif kind == "ServiceAccount":
+            response = self.core.patch_namespaced_service_account(meta["name"], meta["namespace"], dict(obj), **kwargs)
+        elif kind == "ClusterRoleBinding":
+            response = self.rbac.patch_cluster_role_binding(meta["name"], dict(obj), **kwargs)
+        elif kind == "NetworkPolicy":
+            response = self.networking.patch_namespaced_network_policy(meta["name"], meta["namespace"], dict(obj),
+                                                                       **kwargs)
         elif kind in AUTOSCALERS:
             group, version, plural = AUTOSCALERS[kind]
             response = self.custom.patch_namespaced_custom_object(
                 group, version, meta["namespace"], plural, meta["name"], dict(obj), **kwargs)
         else:
             raise ValueError(f"cannot apply a {kind}")
-        self.metrics.writes.labels(resource=kind.lower() + "s", verb="apply").inc()
+        self.metrics.writes.labels(resource=ACCESS_KINDS.get(kind, kind.lower() + "s"), verb="apply").inc()
         return _data(response)
+
+    # -- spec.auth's token reviewer and spec.networkPolicy (mlmodel_operator.access) ------------------------------
+
+    def get_access_object(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        """A ServiceAccount, NetworkPolicy or (namespace ignored) ClusterRoleBinding; None when there is none."""
+        response: Any
+        try:
+            if kind == "ServiceAccount":
+                response = self.core.read_namespaced_service_account(name, namespace, _preload_content=False)
+            elif kind == "NetworkPolicy":
+                response = self.networking.read_namespaced_network_policy(name, namespace, _preload_content=False)
+            elif kind == "ClusterRoleBinding":
+                response = self.rbac.read_cluster_role_binding(name, _preload_content=False)
+            else:
+                raise ValueError(f"cannot read a {kind}")
+        except ApiException as exc:
+            if _missing(exc):
+                return None
+            raise
+        return _data(response)
+
+    def list_cluster_role_bindings(self, selector: str) -> list[dict[str, Any]]:
+        body = _data(self.rbac.list_cluster_role_binding(label_selector=selector, _preload_content=False))
+        return list(body.get("items", []))
+
+    def delete_access_object(self, kind: str, namespace: str, name: str) -> bool:
+        """Delete a ServiceAccount, NetworkPolicy or (namespace ignored) ClusterRoleBinding; False when there was
+        none."""
+        self.fence()
+        try:
+            if kind == "ServiceAccount":
+                self.core.delete_namespaced_service_account(name, namespace, _preload_content=False)
+            elif kind == "NetworkPolicy":
+                self.networking.delete_namespaced_network_policy(name, namespace, _preload_content=False)
+            elif kind == "ClusterRoleBinding":
+                self.rbac.delete_cluster_role_binding(name, _preload_content=False)
+            else:
+                raise ValueError(f"cannot delete a {kind}")
+        except ApiException as exc:
+            if _missing(exc):
+                return False
+            raise
+        self.metrics.writes.labels(resource=ACCESS_KINDS[kind], verb="delete").inc()
+        return True
 
     # -- the autoscaler of spec.autoscaling (render.autoscaling): a KEDA ScaledObject or an HPA ----------------
 

@@ -6,9 +6,10 @@ import math
 from typing import Any
 
 from mlmodel_operator import names
-from mlmodel_operator.render.auth import auth_env, auth_volume_mounts, auth_volumes
+from mlmodel_operator.render.auth import auth_env, auth_pod_spec, auth_volume_mounts, auth_volumes
 from mlmodel_operator.render.hashing import stable_hash
 from mlmodel_operator.render.inputs import RenderInput
+from mlmodel_operator.render.owner import model_owner_reference
 from mlmodel_operator.render.probes import probes
 from mlmodel_operator.render.resources import container_resources
 
@@ -19,15 +20,7 @@ MODEL_DIR_HEADROOM = 256 * MIB
 
 def owner_reference(inp: RenderInput) -> dict[str, Any]:
     """Makes the object garbage-collected with its MLModel."""
-    model = inp.model
-    return {
-        "apiVersion": model.api_version,
-        "kind": model.kind,
-        "name": model.metadata.name,
-        "uid": model.metadata.uid,
-        "controller": True,
-        "blockOwnerDeletion": True,
-    }
+    return model_owner_reference(inp.model)
 
 
 def model_dir_size_limit(package_size: int) -> str:
@@ -140,6 +133,7 @@ def _pod_template(inp: RenderInput, revision: int | None) -> dict[str, Any]:
     }
     if runtime.service_account_name:
         pod_spec["serviceAccountName"] = runtime.service_account_name
+    pod_spec.update(auth_pod_spec(inp))  # KubernetesTokens: the model's own reviewer, its token mounted
     if inp.pool.node_selector:
         pod_spec["nodeSelector"] = dict(sorted(inp.pool.node_selector.items()))
     if inp.pool.tolerations:
