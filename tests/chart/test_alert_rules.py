@@ -115,7 +115,7 @@ def test_rules_pass_promtool_check(render: Callable[..., list[dict[str, Any]]], 
     assert res.returncode == 0, res.stdout + res.stderr
     names = {r["alert"] for g in _rules(render)["groups"] for r in g["rules"]}
     assert {"MLModelNotReady", "MLModelStalled", "MLModelRolledBack", "MLModelRuntimeErrorRateHigh",
-            "MLModelRuntimeLatencyHigh"} <= names
+            "MLModelRuntimeLatencyHigh", "MLModelCanaryStuck", "MLModelCanaryAborted"} <= names
 
 
 def test_alerts_fire_when_they_should(render: Callable[..., list[dict[str, Any]]], tmp_path: Path) -> None:

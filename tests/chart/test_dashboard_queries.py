@@ -1,6 +1,7 @@
 """The chart's Grafana dashboard: every panel's PromQL parses (`promtool check rules` on a recording rule per
 query, the dashboard's variables replaced by `.*`), each query names only metrics the operator or the runtime
-exports, and drift has its panels (PSI per feature and per output, KS, the window's rows)."""
+exports, drift has its panels (PSI per feature and per output, KS, the window's rows), and so do canaries (the
+configured and achieved weight, analysis windows by verdict and outcomes)."""
 
 from __future__ import annotations
 
@@ -58,3 +59,10 @@ def test_queries_name_exported_metrics_and_drift_has_panels() -> None:
     assert any("prediction_drift" in e and 'score="psi"' in e for e in drift.values()), drift
     assert any("feature_drift" in e and 'score="ks"' in e for e in drift.values()), drift
     assert any("drift_window_rows" in e for e in drift.values()), drift
+
+
+def test_canaries_have_panels() -> None:
+    canary = {title: expr for title, expr in _queries() if "canary" in title.lower()}
+    assert any("canary_weight_percent" in e for e in canary.values()), canary
+    assert any("canary_analysis_windows_total" in e and "verdict" in e for e in canary.values()), canary
+    assert any("canary_outcomes_total" in e for e in canary.values()), canary
