@@ -62,7 +62,7 @@ def test_queries_name_exported_metrics_and_drift_has_panels() -> None:
 
 
 def test_canaries_have_panels() -> None:
-    canary = {title: expr for title, expr in _queries() if "canary" in title.lower()}
-    assert any("canary_weight_percent" in e for e in canary.values()), canary
-    assert any("canary_analysis_windows_total" in e and "verdict" in e for e in canary.values()), canary
-    assert any("canary_outcomes_total" in e for e in canary.values()), canary
+    canary = [expr for title, expr in _queries() if "canary" in title.lower()]
+    assert any("canary_weight_percent" in e for e in canary), canary
+    assert any("canary_analysis_windows_total" in e and "verdict" in e for e in canary), canary
+    assert any("canary_outcomes_total" in e for e in canary), canary
