@@ -588,7 +588,8 @@ def _annotate_canary(verb: str, key: str, name: str, namespace: str | None, kube
     else:
         next_ = (f"the operator aborts the canary at its next pass: revision {revision} is recorded Failed (reason "
                  f"CanaryAborted), the candidate's Deployment is deleted and revision {stable} serves with all its "
-                 "replicas; the model stays Stalled (RolledBack) until spec.source changes")
+                 "replicas; the model stays Stalled (RolledBack) until the spec changes or the annotation "
+                 "serving.mlmodel.io/retry gets a new value")
     observed = (model.get("status") or {}).get("observedGeneration")
     lagging = observed is not None and observed < int((model.get("metadata") or {}).get("generation") or 0)
     if output is Output.JSON:
