@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 import yaml
@@ -37,6 +37,9 @@ from mlmodel_runtime.package.source import InvalidUri, PackageUri, open_source, 
 from mlmodel_runtime.package.store import ObjectStore, redact_endpoint
 from mlmodel_runtime.package.verify import ValidatedPackage, check_head, validate_package
 from mlmodel_runtime.packing import PackError, QualityInputs, pack
+
+if TYPE_CHECKING:
+    from mlmodel_operator.client import Models
 
 app = typer.Typer(
     name="mlmodel",
@@ -533,7 +536,7 @@ def rollback_command(
 # ---------------------------------------------------------------------------------------------
 
 
-def _running_canary(models: Any, ns: str, name: str, verb: str) -> tuple[dict[str, Any], dict[str, Any]]:
+def _running_canary(models: Models, ns: str, name: str, verb: str) -> tuple[dict[str, Any], dict[str, Any]]:
     """The MLModel and its status.canary; NoCanaryRunning unless a canary is in phase Progressing."""
     from mlmodel_operator.client import ModelApiError
 
