@@ -67,6 +67,7 @@ def test_kubernetes_tokens_run_the_pods_as_the_models_reviewer() -> None:
     env = {e["name"]: e["value"] for e in _container(deployment)["env"] if e["name"].startswith("MLMODEL_AUTH")}
     assert env == {"MLMODEL_AUTH": "kubernetes", "MLMODEL_AUTH_NAMESPACE": "risk", "MLMODEL_AUTH_VERB": "get"}
     assert pod["serviceAccountName"] == "fraud-token-reviewer"
+    assert pod["serviceAccount"] == "fraud-token-reviewer"  # owned too, so that turning auth off removes both
     assert pod["automountServiceAccountToken"] is True  # the only mode with a token in the pod
     assert [v["name"] for v in pod["volumes"]] == ["model", "tmp"]  # no key Secret
     custom = render_deployment(render_input(model(auth={**TOKENS, "verb": "infer"})))
@@ -79,6 +80,7 @@ def test_other_modes_mount_no_token(auth: dict[str, Any] | None) -> None:
     pod = render_deployment(render_input(model(auth=auth)))["spec"]["template"]["spec"]
     assert pod["automountServiceAccountToken"] is False
     assert "serviceAccountName" not in pod
+    assert "serviceAccount" not in pod
 
 
 def test_token_reviewer_rbac_is_pure() -> None:

@@ -69,7 +69,10 @@ def auth_pod_spec(inp: RenderInput) -> dict[str, Any]:
     if not uses_tokens(inp.model):
         return {}
     account, _ = token_reviewer_name(inp.model.metadata.namespace, inp.model.metadata.name)
-    return {"serviceAccountName": account, "automountServiceAccountToken": True}
+    # The deprecated `serviceAccount` too: the API server copies one into the other, so a server-side apply that
+    # later leaves out only serviceAccountName (auth turned off) would find it restored from serviceAccount,
+    # which no field manager owned; owning both, the apply removes both.
+    return {"serviceAccountName": account, "serviceAccount": account, "automountServiceAccountToken": True}
 
 
 def token_reviewer_name(namespace: str, model: str) -> tuple[str, str]:
