@@ -47,6 +47,12 @@ ALLOWED = [
     ("list", "pods"),
     ("get", "secrets"),
     ("create", "events"),
+    ("get", "serviceaccounts"),  # spec.auth KubernetesTokens: the model's token reviewer
+    ("create", "serviceaccounts"),
+    ("delete", "serviceaccounts"),
+    ("get", "networkpolicies.networking.k8s.io"),  # spec.networkPolicy
+    ("patch", "networkpolicies.networking.k8s.io"),
+    ("delete", "networkpolicies.networking.k8s.io"),
 ]
 DENIED = [
     ("list", "secrets"),  # Secrets are read by name only
@@ -62,7 +68,16 @@ DENIED_CLUSTER = [
     ("create", "customresourcedefinitions.apiextensions.k8s.io"),
     ("patch", "customresourcedefinitions.apiextensions.k8s.io"),
     ("patch", "prometheusrules.monitoring.coreos.com"),  # another operator's CRD
+    ("bind", "clusterroles.rbac.authorization.k8s.io/cluster-admin"),  # bind: system:auth-delegator only
+    ("escalate", "clusterroles.rbac.authorization.k8s.io"),
+    ("create", "clusterroles.rbac.authorization.k8s.io"),
+]
+# Cluster-wide whatever namespaces are served: the reviewer bindings of spec.auth KubernetesTokens (docs/access.md).
+TOKEN_REVIEW = [
     ("create", "clusterrolebindings.rbac.authorization.k8s.io"),
+    ("list", "clusterrolebindings.rbac.authorization.k8s.io"),
+    ("delete", "clusterrolebindings.rbac.authorization.k8s.io"),
+    ("bind", "clusterroles.rbac.authorization.k8s.io/system:auth-delegator"),
 ]
 
 
@@ -76,6 +91,8 @@ def test_installed_rbac_is_least_privilege_cluster_wide(
         assert _can(kubectl, sa, verb, resource, other), f"the operator needs to {verb} {resource}"
     for verb, resource in DENIED + DENIED_CLUSTER:
         assert not _can(kubectl, sa, verb, resource, other), f"the operator must not {verb} {resource}"
+    for verb, resource in TOKEN_REVIEW:
+        assert _can(kubectl, sa, verb, resource, None), f"the operator needs to {verb} {resource}"
     # Its own Lease, in its own namespace, and no other.
     assert _can(kubectl, sa, "update", f"leases.coordination.k8s.io/{release}-mlmodel-operator", namespace)
     assert not _can(kubectl, sa, "update", "leases.coordination.k8s.io/kube-scheduler", namespace)
@@ -94,5 +111,9 @@ def test_installed_rbac_is_namespaced_when_watching_a_list(
         for verb, resource in ALLOWED:
             assert _can(kubectl, sa, verb, resource, served), f"{verb} {resource} in {served}"
             assert not _can(kubectl, sa, verb, resource, "default"), f"{verb} {resource} outside {served}"
+        for verb, resource in TOKEN_REVIEW:  # cluster-scoped objects: cluster-wide even then
+            assert _can(kubectl, sa, verb, resource, None), f"the operator needs to {verb} {resource}"
+        for verb, resource in DENIED_CLUSTER:
+            assert not _can(kubectl, sa, verb, resource, None), f"the operator must not {verb} {resource}"
     finally:
         kubectl.run("delete", "namespace", served, "--wait=false", check=False)

@@ -47,12 +47,18 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- default (include "mlmodel-operator.fullname" .) (dig "leaderElection" "leaseName" "" .Values.config) }}
 {{- end }}
 
-{{/* The operator's config file: the values' config, plus what the chart decides (lease name and namespace). */}}
+{{/* The operator's config file: the values' config, plus what the chart decides (lease name and namespace; the
+operator's own pods as a NetworkPolicy peer of the metrics port unless networkPolicy.operator is given). */}}
 {{- define "mlmodel-operator.config" -}}
 {{- $le := merge (dict "leaseName" (include "mlmodel-operator.leaseName" .) "leaseNamespace" .Release.Namespace) (default dict .Values.config.leaderElection) }}
 {{- $_ := set $le "leaseName" (include "mlmodel-operator.leaseName" .) }}
 {{- $_ := set $le "leaseNamespace" .Release.Namespace }}
-{{- toYaml (merge (dict "leaderElection" $le) (omit .Values.config "leaderElection")) }}
+{{- $np := deepCopy (default dict .Values.config.networkPolicy) }}
+{{- if not (hasKey $np "operator") }}
+{{- /* The operator scrapes the runtime pods' metrics port for canary analysis: its own pods may reach it. */}}
+{{- $_ := set $np "operator" (list (dict "namespace" .Release.Namespace "podLabels" (dict "app.kubernetes.io/name" (include "mlmodel-operator.name" .) "app.kubernetes.io/instance" .Release.Name))) }}
+{{- end }}
+{{- toYaml (merge (dict "leaderElection" $le "networkPolicy" $np) (omit .Values.config "leaderElection" "networkPolicy")) }}
 {{- end }}
 
 {{/* The rules the operator needs on the namespaces it serves: what it reads, what it writes, nothing more. */}}
@@ -98,4 +104,13 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 - apiGroups: [serving.mlmodel.io]
   resources: [mlmodels/scale]
   verbs: [patch]
+# spec.auth KubernetesTokens (docs/access.md): each such model's token reviewer ServiceAccount
+# (<model>-token-reviewer, read every pass, applied, deleted when auth goes); spec.networkPolicy / the
+# networkPolicy config: each model's NetworkPolicy (read every pass, applied, deleted when turned off).
+- apiGroups: [""]
+  resources: [serviceaccounts]
+  verbs: [get, create, patch, delete]
+- apiGroups: [networking.k8s.io]
+  resources: [networkpolicies]
+  verbs: [get, create, patch, delete]
 {{- end }}
