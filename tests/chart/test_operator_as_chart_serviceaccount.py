@@ -1,7 +1,9 @@
 """The chart's RBAC is enough: the operator runs with the chart's ServiceAccount (a kubeconfig holding only
 its token) and the chart's own configuration file, watching a list of namespaces (so it has Roles there,
 no ClusterRole), and takes a model through a full reconcile (Ready on the GPU pool) and an automatic
-rollback, with leader election on its Lease, and without a single Forbidden from the API server."""
+rollback, with leader election on its Lease, and without a single Forbidden from the API server; and a model with
+KubernetesTokens auth and a NetworkPolicy (the reviewer's ClusterRoleBinding created under the API server's
+escalation check, and gone after the model's deletion)."""
 
 from __future__ import annotations
 
@@ -100,6 +102,34 @@ def test_reconcile_and_rollback_with_the_charts_rbac(
     assert rolled["status"]["revision"] == 1
     assert rolled["status"]["desiredRevision"] == 2
 
+    log = operator_as_sa.log_file.read_text(errors="replace")
+    assert "Forbidden" not in log, "the operator hit an RBAC refusal:\n" + operator_as_sa.log_tail()
+    assert " 403" not in log
+
+
+def test_token_auth_and_network_policy_with_the_charts_rbac(
+    operator_as_sa: OperatorProcess, kubectl: Kubectl, served: str, s3: Any, bucket: str,
+    s3_env: dict[str, str], tmp_path: Path,
+) -> None:
+    """The chart's RBAC lets the operator bind the model's reviewer to system:auth-delegator (the API server's
+    escalation check: `bind` on that role only) and apply its NetworkPolicy; deleting the model through kopf's
+    delete handler leaves no ClusterRoleBinding behind."""
+    create_store_secret(kubectl, served, s3_env)
+    packages = Packages(s3, bucket, tmp_path / "packages")
+    packages.folder.mkdir()
+    spec = {"nodePool": "gpu", "resources": {"gpu": 1}, "auth": {"mode": "KubernetesTokens"}, "networkPolicy": {}}
+    kubectl.apply(mlmodel("m", packages.onnx("m/1", seed=1), **spec), served)
+    wait_condition(kubectl, served, "m", "Ready", timeout=90)
+    binding = kubectl.json("get", "clusterrolebinding", f"mlmodel:{served}:m:token-reviewer")
+    assert binding["roleRef"]["name"] == "system:auth-delegator"
+    pods = kubectl.json("get", "pods", "-n", served)["items"]
+    assert pods
+    assert all(p["spec"]["serviceAccountName"] == "m-token-reviewer" for p in pods)
+    assert kubectl.run("get", "networkpolicy", "m", "-n", served, check=False).returncode == 0
+
+    kubectl.run("delete", "mlmodel", "m", "-n", served, "--timeout=60s")  # waits for kopf's finalizer
+    selector = f"app.kubernetes.io/component=token-reviewer,serving.mlmodel.io/namespace={served}"
+    assert kubectl.json("get", "clusterrolebindings", "-l", selector)["items"] == []
     log = operator_as_sa.log_file.read_text(errors="replace")
     assert "Forbidden" not in log, "the operator hit an RBAC refusal:\n" + operator_as_sa.log_tail()
     assert " 403" not in log
