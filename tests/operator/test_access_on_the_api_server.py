@@ -2,8 +2,9 @@
 server (the operator's Reconciler and KubeApi; only the package check is a table, tests/operator/fakeapi.py):
 
 - the pass applies the model's reviewer ServiceAccount (owned by the MLModel) and its ClusterRoleBinding to
-  system:auth-delegator before the Deployment, whose pods the API server then admits as that ServiceAccount;
-  the NetworkPolicy is stored exactly as rendered; another pass writes none of them again;
+  system:auth-delegator (which allow the two reviews and nothing else) before the Deployment, whose pods the
+  API server then admits as that ServiceAccount; the NetworkPolicy is stored exactly as rendered; another pass
+  writes none of them again;
 - auth and the policy turned off: the policy is deleted at once, the binding and the ServiceAccount once the
   token revision's pods are gone; auth on again and the model deleted: no ClusterRoleBinding is left behind;
 - end to end: a real runtime process checks tokens as the ServiceAccount the operator made (its token, no
@@ -131,6 +132,18 @@ def test_the_pass_applies_and_removes_the_reviewer_and_the_policy(
     template = kubectl.json("get", "deployment", MODEL, "-n", namespace)["spec"]["template"]["spec"]
     assert template["serviceAccountName"] == ACCOUNT
     assert template["automountServiceAccountToken"] is True
+    # Least privilege, as applied by the pass: the two reviews, and nothing else the model's pods could misuse.
+    subject = f"system:serviceaccount:{namespace}:{ACCOUNT}"
+
+    def can(*args: str) -> bool:
+        return kubectl.run("auth", "can-i", *args, "--as", subject, check=False).stdout.strip() == "yes"
+
+    assert can("create", "tokenreviews.authentication.k8s.io")
+    assert can("create", "subjectaccessreviews.authorization.k8s.io")
+    for verb, resource in (("get", "secrets"), ("get", "mlmodels.serving.mlmodel.io"), ("list", "pods"),
+                           ("create", "clusterrolebindings.rbac.authorization.k8s.io"), ("patch", "serviceaccounts")):
+        assert not can(verb, resource, "-n", namespace), (verb, resource)
+        assert not can(verb, resource, "--all-namespaces"), (verb, resource)
 
     # The ServiceAccount existed before the Deployment: the API server admitted its pods as it.
     def pods_as_reviewer() -> bool:
