@@ -117,7 +117,8 @@ def test_token_auth_and_network_policy_with_the_charts_rbac(
     create_store_secret(kubectl, served, s3_env)
     packages = Packages(s3, bucket, tmp_path / "packages")
     packages.folder.mkdir()
-    spec = {"nodePool": "gpu", "resources": {"gpu": 1}, "auth": {"mode": "KubernetesTokens"}, "networkPolicy": {}}
+    spec: dict[str, Any] = {"nodePool": "gpu", "resources": {"gpu": 1}, "auth": {"mode": "KubernetesTokens"},
+                            "networkPolicy": {}}
     kubectl.apply(mlmodel("m", packages.onnx("m/1", seed=1), **spec), served)
     wait_condition(kubectl, served, "m", "Ready", timeout=90)
     binding = kubectl.json("get", "clusterrolebinding", f"mlmodel:{served}:m:token-reviewer")
