@@ -22,6 +22,8 @@ class Tally:
     failed: int = 0
     reasons: Counter[str] = field(default_factory=Counter)
     revisions: Counter[str] = field(default_factory=Counter)  # which model version answered, from the reply
+    first_failure: float | None = None  # time.monotonic() of the first failed request
+    last_failure: float | None = None
 
     def summary(self) -> str:
         why = ", ".join(f"{r}: {n}" for r, n in self.reasons.most_common(5))
@@ -61,12 +63,17 @@ class ClientLoop:
                     self.tally.ok += 1
                     self.tally.revisions[str(r.json().get("model_version", ""))] += 1
                 else:
-                    self.tally.failed += 1
-                    self.tally.reasons[f"HTTP {r.status_code}: {r.text[:120]}"] += 1
+                    self._failed(f"HTTP {r.status_code}: {r.text[:120]}")
             except httpx.HTTPError as exc:
-                self.tally.failed += 1
-                self.tally.reasons[f"{type(exc).__name__}: {str(exc)[:120]}"] += 1
+                self._failed(f"{type(exc).__name__}: {str(exc)[:120]}")
             self._stop.wait(self.pause)
+
+    def _failed(self, reason: str) -> None:
+        now = time.monotonic()
+        self.tally.failed += 1
+        self.tally.reasons[reason] += 1
+        self.tally.first_failure = self.tally.first_failure or now
+        self.tally.last_failure = now
 
     def wait_for_requests(self, n: int, timeout: float) -> None:
         """Until `n` requests have been answered (either way): the loop is really running."""

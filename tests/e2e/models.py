@@ -76,6 +76,35 @@ def make_spinning(path: Path, trips: int) -> Path:
     return _save(_graph(nodes, inits), path)
 
 
+def make_picky(path: Path, seed: int) -> Path:
+    """The MLP's answers, but onnxruntime fails on inputs whose first value is 0.4 or more: a Gather indexes the
+    weights' 4 rows with floor(10 * x[0]), out of range from 0.4 on (the runtime answers those with a 400)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(seed)
+    w = rng.standard_normal((4, 2)).astype(np.float32)
+    nodes = [
+        helper.make_node("Slice", [MLP_INPUT, "start", "end", "axis"], ["first"]),
+        helper.make_node("Mul", ["first", "ten"], ["scaled"]),
+        helper.make_node("Floor", ["scaled"], ["floored"]),
+        helper.make_node("Cast", ["floored"], ["index"], to=TensorProto.INT64),
+        helper.make_node("Gather", ["w", "index"], ["picked"], axis=0),
+        helper.make_node("ReduceSum", ["picked"], ["total"], keepdims=0),
+        helper.make_node("Mul", ["total", "zero"], ["nothing"]),
+        helper.make_node("MatMul", [MLP_INPUT, "w"], ["mm"]),
+        helper.make_node("Add", ["mm", "nothing"], [MLP_OUTPUT]),
+    ]
+    inits = [
+        numpy_helper.from_array(w, "w"),
+        numpy_helper.from_array(np.array([0], dtype=np.int64), "start"),
+        numpy_helper.from_array(np.array([1], dtype=np.int64), "end"),
+        numpy_helper.from_array(np.array([1], dtype=np.int64), "axis"),
+        numpy_helper.from_array(np.array(10.0, dtype=np.float32), "ten"),
+        numpy_helper.from_array(np.array(0.0, dtype=np.float32), "zero"),
+    ]
+    return _save(_graph(nodes, inits), path)
+
+
 def make_large(path: Path, megabytes: int, seed: int) -> Path:
     """The MLP plus an unused-looking initializer of `megabytes` MiB that onnxruntime still loads: a large
     package whose download, digest and load take time."""
@@ -116,8 +145,16 @@ class E2EPackages:
     def stuck(self, key: str) -> str:
         return self._upload(key, make_stuck_warmup(self.folder / "stuck.onnx"), "stuck")
 
+    def picky(self, key: str, seed: int) -> str:
+        return self._upload(key, make_picky(self.folder / f"picky-{seed}.onnx", seed), str(seed))
+
+    def spinning(self, key: str, trips: int, version: str) -> str:
+        return self._upload(key, make_spinning(self.folder / f"spinning-{trips}.onnx", trips), version)
+
     def large(self, key: str, megabytes: int, seed: int) -> str:
         return self._upload(key, make_large(self.folder / f"large-{seed}.onnx", megabytes, seed), str(seed))
 
 
 INFER_BODY = {"inputs": [{"name": MLP_INPUT, "shape": [1, 4], "datatype": "FP32", "data": [0.1, 0.2, 0.3, 0.4]}]}
+# An input the MLP answers and make_picky's model fails on (its first value is 0.4 or more).
+PICKY_BODY = {"inputs": [{"name": MLP_INPUT, "shape": [1, 4], "datatype": "FP32", "data": [0.9, 0.2, 0.3, 0.4]}]}
