@@ -171,10 +171,15 @@ def make_plan(world: World, validation: Validation, config: OperatorConfig, now:
     write_ahead = None
     if transition.failed_now is not None:
         write_ahead = status_write(world, previous, compute_status(previous, facts, stamp))
-    target, replicas = transition.target, None
+    target, replicas, model = transition.target, None, world.model
     if step is not None and step.status.phase == "Progressing":
         target, replicas = transition.serving, step.status.stable_replicas  # the model's Deployment keeps serving
-    deployment, service, refused = _changed_objects(world, target, config, replicas)
+    elif step is not None and step.status.phase == "Promoting":
+        # The candidate's revision replaces the stable pods one by one (no surge: the GPU budget holds), the
+        # candidate serving meanwhile.
+        replicas = step.status.stable_replicas
+        model = _with_strategy(model, "Replace")
+    deployment, service, refused = _changed_objects(replace(world, model=model), target, config, replicas)
     candidate = None
     if refused is None and step is not None and transition.target is not None:
         candidate, _, refused = _changed_objects(world, transition.target, config, step.status.candidate_replicas,
@@ -274,6 +279,11 @@ def _canary_status(
         return canary.ended(before, "Promoted", f"revision {before.revision} promoted and serving")
     return canary.ended(before, "Aborted", f"the canary of revision {before.revision} ended before it was promoted "
                                            "(the spec changed)")
+
+
+def _with_strategy(model: MLModel, strategy: Literal["Surge", "Replace"]) -> MLModel:
+    rollout = model.spec.rollout.model_copy(update={"strategy": strategy})
+    return model.model_copy(update={"spec": model.spec.model_copy(update={"rollout": rollout})})
 
 
 def _ready(deployment: Object | None) -> int:

@@ -420,6 +420,10 @@ class Reconciler:
             self._count(p)
             self.faults.reached("failure-recorded")
         applied = None
+        meta = model.metadata
+        # The candidate goes first when a canary ends: the GPU budget holds while the model's Deployment grows back.
+        if p.delete_canary and self.kube.delete_deployment(meta.namespace, names.canary_name(meta.name)):
+            log.info("%s: deleted the canary's Deployment (the canary is over)", model.key)
         if p.canary_deployment is not None:
             self.kube.apply(p.canary_deployment)
             log.info("%s: applied the canary's Deployment %s at revision %s (%s replicas)", model.key,
@@ -434,9 +438,6 @@ class Reconciler:
                 self.faults.reached("rolled-back")
         if p.service is not None:
             self.kube.apply(p.service)
-        meta = model.metadata
-        if p.delete_canary and self.kube.delete_deployment(meta.namespace, names.canary_name(meta.name)):
-            log.info("%s: deleted the canary's Deployment (the canary is over)", model.key)
         final = p.settle(applied)
         self._write(model, p.world.raw, final, version)
         if p.write_ahead is None:

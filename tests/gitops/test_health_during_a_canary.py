@@ -80,7 +80,9 @@ def test_health_through_a_promoted_canary() -> None:
     op.reconcile(NS, "m")
     promoted = _model(world)
     assert promoted["status"]["canary"]["phase"] == "Promoted"
-    _read(promoted, "Current")
+    world.roll_out("m")  # back to spec.replicas once the candidate is gone
+    op.reconcile(NS, "m")
+    _read(_model(world), "Current")
 
 
 @pytest.mark.parametrize("how", ["analysis", "annotation"])

@@ -147,15 +147,25 @@ def test_passing_windows_step_through_and_promote() -> None:
     _window(world, op, traffic)
     assert _canary_status(world)["phase"] == "Promoting"
     assert world.revision("m") == 2  # the model's own Deployment takes the candidate's revision
-    assert world.deployment("m")["spec"]["replicas"] == 4
-    assert world.kube.get("deployments", NS, "m-canary") is not None  # still serving until the promotion is done
+    # ... pod by pod within the budget (3 + 2 pods, no surge), the candidate serving until it is done
+    assert world.deployment("m")["spec"]["replicas"] == 3
+    assert world.deployment("m")["spec"]["strategy"]["rollingUpdate"] == {"maxSurge": 0, "maxUnavailable": 1}
+    assert world.kube.get("deployments", NS, "m-canary") is not None
 
     world.roll_out("m")
+    before = len(world.kube.writes)
     op.reconcile(NS, "m")
     assert world.kube.get("deployments", NS, "m-canary") is None
+    writes = [str(w) for w in world.kube.writes[before:]]
+    # the candidate's pods go before the model's Deployment grows back to spec.replicas
+    assert writes.index("delete deployments m-canary") < writes.index("apply deployments m"), writes
+    assert world.deployment("m")["spec"]["replicas"] == 4
+    assert world.deployment("m")["spec"]["strategy"]["rollingUpdate"]["maxSurge"] == 1
     canary = _canary_status(world)
     assert canary["phase"] == "Promoted"
     assert world.history("m") == [(1, "Superseded"), (2, "Serving")]
+    world.roll_out("m")  # the fourth replica
+    op.reconcile(NS, "m")
     assert world.conditions("m")["Ready"] == ("True", "Serving")
     assert world.conditions("m")["Reconciling"][0] == "False"
     reasons = world.kube.event_reasons()

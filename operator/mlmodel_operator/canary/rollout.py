@@ -133,8 +133,11 @@ def _placed(inp: CanaryInputs, status: CanaryStatus, action: Action) -> CanarySt
     """`status` with the replicas of its step's weight and the weight achieved now."""
     stable, candidate = split(inp.replicas, status.weight, inp.rules.max_extra_replicas)
     if status.phase == "Promoting":
-        stable = inp.replicas  # the model's Deployment takes the candidate's revision at the spec's replicas
-        candidate = status.candidate_replicas or candidate  # ... while the candidate keeps serving until it is done
+        # Within the same budget: the model's Deployment takes the candidate's revision at the stable revision's
+        # replicas, pod by pod, while the candidate keeps serving; it gets the spec's replicas once the candidate
+        # is gone (pass_plan).
+        stable = status.stable_replicas or stable
+        candidate = status.candidate_replicas or candidate
     return CanaryStep(status.model_copy(update={
         "stable_replicas": stable,
         "candidate_replicas": candidate,

@@ -186,7 +186,7 @@ def _progress(facts: PassFacts) -> tuple[Verdict, Verdict, Verdict]:
             stalled = Verdict("True", problem.reason, detail)
     if stalled is not None:
         return Verdict("False", stalled.reason, stalled.message), Verdict("False", "Stalled"), stalled
-    if facts.canary is not None and facts.canary.phase == "Progressing":
+    if facts.canary is not None and facts.canary.phase in ("Progressing", "Promoting"):
         return _canary(facts, facts.canary)
     pinned = " (spec.rollbackTo)" if rev.pinned else ""
     if obs.complete:
@@ -218,10 +218,17 @@ def _canary(facts: PassFacts, canary: CanaryStatus) -> tuple[Verdict, Verdict, V
     candidate is in progress (Reconciling, kstatus InProgress) until it is promoted or aborted."""
     obs = facts.observation
     achieved = f"{canary.achieved_weight}%" if canary.achieved_weight is not None else "none yet"
-    msg = (f"canary of revision {canary.revision}: step {canary.step}/{canary.steps}, weight {canary.weight}% "
-           f"({achieved} achieved, {canary.candidate_replicas} candidate and {canary.stable_replicas} stable replicas)")
-    serving = f"revision {canary.stable_revision} serving, {obs.available}/{obs.desired} replicas available; {msg}"
-    ready = (Verdict("True", "Serving", serving) if obs.available >= 1
+    if canary.phase == "Promoting":
+        # The model's Deployment takes the candidate's revision pod by pod; the candidate serves meanwhile.
+        msg = (f"promoting revision {canary.revision}: {obs.updated}/{obs.desired} replicas of the model's "
+               f"Deployment updated, the canary's {canary.candidate_replicas} serving meanwhile")
+        serving = f"revisions {canary.stable_revision} and {canary.revision} serving; {msg}"
+    else:
+        msg = (f"canary of revision {canary.revision}: step {canary.step}/{canary.steps}, weight {canary.weight}% "
+               f"({achieved} achieved, {canary.candidate_replicas} candidate and {canary.stable_replicas} stable "
+               "replicas)")
+        serving = f"revision {canary.stable_revision} serving, {obs.available}/{obs.desired} replicas available; {msg}"
+    ready = (Verdict("True", "Serving", serving) if obs.available >= 1 or canary.achieved_weight
              else Verdict("False", "MinimumReplicasUnavailable", serving))
     return ready, Verdict("True", "Canary", msg), Verdict("False", "Progressing")
 
