@@ -130,6 +130,12 @@ class RuntimeMetrics:
             (*_LABELS, "candidate", "result"),
             registry=registry,
         )
+        self.shadow_percent = Gauge(
+            f"{PREFIX}_shadow_percent",
+            "The share of requests copied to a candidate revision now, in percent (0: no shadow traffic).",
+            _LABELS,
+            registry=registry,
+        )
 
     def for_model(self, model: str, revision: str) -> ModelMetrics:
         return ModelMetrics(self, model, revision)

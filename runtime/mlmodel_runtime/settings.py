@@ -164,6 +164,10 @@ class ServeSettings(FetchSettings):
     """Shadow traffic: base URL of a candidate revision to copy a share of requests to, after answering
     them; its answers are compared with this revision's and never returned (server/shadow.py). Empty: off."""
 
+    shadow_file: str = ""
+    """Shadow traffic: a JSON file of shadow settings followed while the runtime runs (server/shadow_file.py; the
+    operator mounts the canary's ConfigMap there); its settings replace the MLMODEL_SHADOW_* ones. Empty: none."""
+
     shadow_revision: str = ""
     """Shadow traffic: the candidate's revision, in the metrics."""
 

@@ -113,3 +113,32 @@ def test_request_encoding_round_trips() -> None:
 )
 def test_agreement(candidate: dict[str, np.ndarray], config: ShadowConfig, agree: bool) -> None:
     assert agrees({"y": np.array([1.0, 2.0])}, candidate, config) is agree
+
+
+def test_a_shadow_file_starts_and_stops_copies_without_a_restart(serve: Serve, tmp_path: Path) -> None:
+    """MLMODEL_SHADOW_FILE (the canary's ConfigMap, mounted): written, the stable runtime copies to the candidate;
+    emptied, it stops; a file naming the runtime's own revision is off (the candidate mounts the same file)."""
+    candidate = serve(_mlp(tmp_path / "other", seed=7), model_revision="2")
+    settings = tmp_path / "shadow" / "shadow.json"
+    settings.parent.mkdir()
+    stable = serve(_mlp(tmp_path / "a", seed=0), model_revision="1", shadow_file=str(settings))
+    _send(stable, 5)
+    assert _shadowed(stable, "disagree") == 0
+
+    settings.write_text(f'{{"url": "{candidate.base_url}", "candidate": "2", "percent": 100}}')
+    wait_for(lambda: _send(stable, 2) and _shadowed(stable, "disagree") >= 2, 30, "copies to the candidate")
+    assert stable.metric("mlmodel_runtime_shadow_percent", model="mlp", revision="1") == 100
+    settings.write_text("")
+    wait_for(lambda: stable.metric("mlmodel_runtime_shadow_percent", model="mlp", revision="1") == 0, 30,
+             "the runtime to read the emptied file")
+    settled = wait_for(lambda: (n := _shadowed(stable, "disagree")) == _shadowed(stable, "disagree") and n + 1, 10,
+                       "copies in flight to finish") - 1
+    _send(stable, 5)
+    assert _shadowed(stable, "disagree") == settled
+
+    own = serve(_mlp(tmp_path / "b", seed=0), model_revision="2", shadow_file=str(settings))
+    settings.write_text(f'{{"url": "{candidate.base_url}", "candidate": "2", "percent": 100}}')
+    wait_for(lambda: _send(stable, 1) and _shadowed(stable, "disagree") > settled, 30, "the stable one copies again")
+    _send(own, 5)
+    assert own.metric(SHADOW, model="mlp", revision="2", candidate="2", result="disagree") == 0
+    assert own.metric(SHADOW, model="mlp", revision="2", candidate="2", result="agree") == 0

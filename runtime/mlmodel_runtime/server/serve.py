@@ -12,6 +12,7 @@ the process exits 0.
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 import math
@@ -44,7 +45,7 @@ if TYPE_CHECKING:
     from mlmodel_runtime.quality.drift import DriftMonitor
     from mlmodel_runtime.server.auth import Authenticator
     from mlmodel_runtime.server.ratelimit import RateLimiter
-    from mlmodel_runtime.server.shadow import Shadow
+    from mlmodel_runtime.server.shadow import Shadow, ShadowConfig
 
 log = logging.getLogger(__name__)
 
@@ -154,6 +155,34 @@ def start_shadow(settings: ServeSettings, metrics: RuntimeMetrics) -> Shadow | N
     return Shadow(config, settings.model_name, settings.model_revision, metrics.shadow_requests)
 
 
+def follow_shadow_file(settings: ServeSettings, data_plane: DataPlane, metrics: RuntimeMetrics
+                       ) -> asyncio.Task[None] | None:
+    """Follow MLMODEL_SHADOW_FILE (server/shadow_file.py): each change replaces the data plane's shadow."""
+    if not settings.shadow_file:
+        return None
+    from mlmodel_runtime.server.shadow import Shadow
+    from mlmodel_runtime.server.shadow_file import follow, parse
+
+    def read(text: str) -> ShadowConfig | None:
+        return parse(text, settings.model_revision, settings.shadow_max_inflight, settings.shadow_timeout_s)
+
+    def apply(config: ShadowConfig | None) -> None:
+        old = data_plane.shadow
+        data_plane.shadow = (Shadow(config, settings.model_name, settings.model_revision, metrics.shadow_requests)
+                             if config is not None else None)
+        metrics.shadow_percent.labels(settings.model_name, settings.model_revision).set(
+            config.percent if config is not None else 0)
+        if old is not None:
+            closing = asyncio.get_running_loop().create_task(old.close())
+            _background.add(closing)
+            closing.add_done_callback(_background.discard)
+
+    return asyncio.get_running_loop().create_task(follow(Path(settings.shadow_file), read, apply))
+
+
+_background: set[asyncio.Task[None]] = set()  # old shadows closing (a task needs a reference until done)
+
+
 def rate_limiter(settings: ServeSettings) -> RateLimiter | None:
     """The per-client rate limit of MLMODEL_RATE_LIMIT_RPS (and _BURST), None when it is 0."""
     if settings.rate_limit_rps <= 0:
@@ -251,7 +280,10 @@ def serve(settings: ServeSettings) -> int:
                 exit_code = EXIT_FAILED
                 raise
         data_plane.attach_when_loaded(loading, failed, freeze_heap)
+        follower = follow_shadow_file(settings, data_plane, families)
         yield
+        if follower is not None:
+            follower.cancel()
         if grpc_server is not None:  # after the REST listener drained: gRPC calls in flight finish too
             await grpc_server.stop(settings.graceful_shutdown_s)
         data_plane.stop()
