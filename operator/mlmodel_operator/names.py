@@ -39,6 +39,11 @@ ABORT_ANNOTATION = "serving.mlmodel.io/abort"
 # On the candidate's Deployment and pods during a canary (part of that Deployment's selector).
 TRACK_LABEL = "serving.mlmodel.io/track"
 CANARY_TRACK = "canary"
+CANARY_OF_LABEL = "serving.mlmodel.io/canary-of"
+# Every runtime pod mounts the model's shadow ConfigMap (optional) here and follows the file in it: during a
+# canary with shadow traffic the operator writes it, and the stable pods copy requests to the candidate.
+SHADOW_DIR = "/etc/mlmodel/shadow"
+SHADOW_KEY = "shadow.json"
 
 CONTAINER_NAME = "runtime"
 HTTP_PORT = 8080
@@ -58,9 +63,19 @@ def canary_name(model: str) -> str:
 
 
 def canary_selector_labels(model: str) -> dict[str, str]:
-    """The candidate's Deployment selector: its pods also carry the model's own selector labels, so the model's
-    Service sends them their share of the traffic."""
-    return {**selector_labels(model), TRACK_LABEL: CANARY_TRACK}
+    """The candidate's Deployment selector (and its Service's, for shadow copies). In steps with a weight its
+    pods also carry the model's own selector labels, so the model's Service sends them their share of the
+    traffic; in shadow-only steps (weight 0) they do not."""
+    return {TRACK_LABEL: CANARY_TRACK, CANARY_OF_LABEL: model}
+
+
+def canary_selector_string(model: str) -> str:
+    return ",".join(f"{key}={value}" for key, value in sorted(canary_selector_labels(model).items()))
+
+
+def shadow_config_name(model: str) -> str:
+    """The ConfigMap of a canary's shadow settings, mounted by every runtime pod of the model."""
+    return f"{model}-shadow"
 
 
 def selector_string(model: str) -> str:

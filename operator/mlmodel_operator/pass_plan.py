@@ -23,6 +23,7 @@ from mlmodel_operator import names, plan
 from mlmodel_operator.canary import rollout as canary
 from mlmodel_operator.config import OperatorConfig
 from mlmodel_operator.render import RenderInput, render_deployment, render_service, template_fingerprint
+from mlmodel_operator.render.canary import render_canary_service, render_shadow_config
 from mlmodel_operator.spec import (
     CanaryStatus,
     MLModel,
@@ -58,6 +59,8 @@ class World:
     pods: Sequence[Object] = ()  # of the model's Deployment and, during a canary, of the candidate's
     service: Object | None = None
     canary_deployment: Object | None = None  # the candidate's Deployment of a canary (names.canary_name)
+    canary_service: Object | None = None  # the candidate's Service, with shadow traffic (names.canary_name)
+    shadow_config: Object | None = None  # the shadow ConfigMap (names.shadow_config_name)
     window: canary.WindowResult | None = None  # the running canary's analysis window that ended in this pass
 
     def annotation(self, key: str) -> str | None:
@@ -131,7 +134,9 @@ class Plan:
     deployment: Object | None = None  # to apply (it differs from the live one); None: leave it
     service: Object | None = None  # to apply; None: leave it
     canary_deployment: Object | None = None  # the candidate's, to apply; None: leave it
-    delete_canary: bool = False  # the canary is over: delete the candidate's Deployment
+    canary_service: Object | None = None  # the candidate's Service (shadow copies go there), to apply
+    shadow_config: Object | None = None  # the shadow ConfigMap the model's runtimes follow, to apply
+    delete_canary: tuple[str, ...] = ()  # kinds of the canary's objects to delete: the canary (or its shadow) ended
     failure: Failure | None = None  # the spec cannot be served as it is: nothing of it was applied
     pending: str | None = None  # validation could not run: the pass is retried
     counts: Counts = Counts()
@@ -180,12 +185,20 @@ def make_plan(world: World, validation: Validation, config: OperatorConfig, now:
         replicas = step.status.stable_replicas
         model = _with_strategy(model, "Replace")
     deployment, service, refused = _changed_objects(replace(world, model=model), target, config, replicas)
-    candidate = None
+    candidate = canary_service = shadow_config = None
     if refused is None and step is not None and transition.target is not None:
         candidate, _, refused = _changed_objects(world, transition.target, config, step.status.candidate_replicas,
-                                                 canary=True)
+                                                 canary=True, serving=step.status.phase != "Progressing"
+                                                 or step.status.weight > 0)
+        if refused is None:
+            canary_service, shadow_config = _shadow_objects(world, transition.target, config, step)
     if refused is not None:
         facts = replace(facts, failure=refused)
+    deletes = tuple(kind for kind, live, wanted in (
+        ("Deployment", world.canary_deployment, step),
+        ("Service", world.canary_service, canary_service),
+        ("ConfigMap", world.shadow_config, shadow_config),
+    ) if live is not None and wanted is None)
     return Plan(
         world=world,
         transition=transition,
@@ -195,7 +208,9 @@ def make_plan(world: World, validation: Validation, config: OperatorConfig, now:
         deployment=deployment,
         service=service,
         canary_deployment=candidate,
-        delete_canary=world.canary_deployment is not None and step is None,
+        canary_service=_if_changed(world.canary_service, canary_service),
+        shadow_config=_if_changed(world.shadow_config, shadow_config),
+        delete_canary=deletes,
         failure=facts.failure,
         pending=facts.pending,
         counts=_counts(transition, previous),
@@ -286,6 +301,10 @@ def _with_strategy(model: MLModel, strategy: Literal["Surge", "Replace"]) -> MLM
     return model.model_copy(update={"spec": model.spec.model_copy(update={"rollout": rollout})})
 
 
+def _if_changed(live: Object | None, wanted: Object | None) -> Object | None:
+    return None if wanted is None or plan.classify(live, wanted) is plan.Action.UNCHANGED else wanted
+
+
 def _ready(deployment: Object | None) -> int:
     return Deployment.of(deployment).ready if deployment is not None else 0
 
@@ -348,7 +367,7 @@ def _facts(
 
 def _changed_objects(
     world: World, target: RevisionRecord | None, config: OperatorConfig, replicas: int | None = None,
-    *, canary: bool = False,
+    *, canary: bool = False, serving: bool = True,
 ) -> tuple[Object | None, Object | None, Failure | None]:
     """`target`'s Deployment (the candidate's with `canary`) and Service where they differ from the live ones
     (None: leave it), or why `target` cannot be rendered (e.g. a history entry's node pool left the
@@ -356,7 +375,7 @@ def _changed_objects(
     if target is None:
         return None, None, None
     try:
-        deployment, service = _render(world.model, target, config, replicas, canary=canary)
+        deployment, service = _render(world.model, target, config, replicas, canary=canary, serving=serving)
     except plan.Refused as refused:
         return None, None, Failure(refused.reason, refused.message)
     live = world.canary_deployment if canary else world.deployment
@@ -417,13 +436,10 @@ def wanted_revision(
     )
 
 
-def _render(
-    model: MLModel, target: RevisionRecord, config: OperatorConfig, replicas: int | None = None,
-    *, canary: bool = False,
-) -> tuple[Object, Object]:
-    """`target`'s Deployment and Service: its own settings over the current spec. Raises plan.Refused."""
+def _render_input(model: MLModel, target: RevisionRecord, config: OperatorConfig) -> RenderInput:
+    """What `target` renders from: its own settings over the current spec. Raises plan.Refused."""
     spec = target.settings.apply_to(model.spec)
-    inp = RenderInput(
+    return RenderInput(
         model=model.model_copy(update={"spec": spec}),
         config=config,
         package=target.package(),
@@ -431,7 +447,27 @@ def _render(
         revision=target.revision,
         image=target.image,
     )
-    return render_deployment(inp, replicas, canary=canary), render_service(inp)
+
+
+def _render(
+    model: MLModel, target: RevisionRecord, config: OperatorConfig, replicas: int | None = None,
+    *, canary: bool = False, serving: bool = True,
+) -> tuple[Object, Object]:
+    """`target`'s Deployment and Service. Raises plan.Refused."""
+    inp = _render_input(model, target, config)
+    return render_deployment(inp, replicas, canary=canary, serving=serving), render_service(inp)
+
+
+def _shadow_objects(
+    world: World, target: RevisionRecord, config: OperatorConfig, step: canary.CanaryStep | None
+) -> tuple[Object | None, Object | None]:
+    """The candidate's Service and the shadow ConfigMap while a canary with shadow traffic steps through (None:
+    not wanted); rendered whole, so that Plan can tell whether they differ from the live ones."""
+    rules = world.model.spec.rollout.canary
+    if step is None or step.status.phase != "Progressing" or rules is None or rules.shadow is None:
+        return None, None
+    inp = _render_input(world.model, target, config)
+    return render_canary_service(inp), render_shadow_config(inp, rules.shadow, target.revision)
 
 
 def _revisions(

@@ -76,7 +76,8 @@ class Kube(Protocol):
 
     def get_model(self, namespace: str, name: str) -> dict[str, Any] | None: ...
     def get_deployment(self, namespace: str, name: str) -> dict[str, Any] | None: ...
-    def delete_deployment(self, namespace: str, name: str) -> bool: ...
+    def get_config_map(self, namespace: str, name: str) -> dict[str, Any] | None: ...
+    def delete_canary_object(self, kind: str, namespace: str, name: str) -> bool: ...
     def get_service(self, namespace: str, name: str) -> dict[str, Any] | None: ...
     def list_pods(self, namespace: str, selector: str) -> list[dict[str, Any]]: ...
     def read_secret(self, namespace: str, name: str) -> dict[str, str] | None: ...
@@ -232,7 +233,7 @@ class Reconciler:
         candidate = metrics.window_between(start.samples, samples, model=name, revision=str(running.revision))
         judgement = analysis.judge(stable, candidate, analysis.Rules(
             min_requests=bounds.min_requests, max_error_ratio=bounds.max_error_ratio,
-            max_latency_ratio=bounds.max_latency_ratio))
+            max_latency_ratio=bounds.max_latency_ratio, max_disagreement=bounds.max_disagreement))
         log.info("%s: canary of revision %d, step %d: analysis %s (%s)", key, running.revision, running.step,
                  judgement.verdict.value, judgement.message)
         return WindowResult(judgement, stable, candidate)
@@ -343,16 +344,25 @@ class Reconciler:
         model = MLModel.model_validate(raw)
         deployment = self.kube.get_deployment(namespace, name)
         selector = names.selector_string(name)
-        candidate = None
+        candidate = canary_service = shadow_config = None
+        pods = self.kube.list_pods(namespace, selector) if deployment else []
         if model.spec.rollout.strategy == "Canary" or model.status.canary is not None:
             candidate = self.kube.get_deployment(namespace, names.canary_name(name))
+            canary_service = self.kube.get_service(namespace, names.canary_name(name))
+            shadow_config = self.kube.get_config_map(namespace, names.shadow_config_name(name))
+            if candidate is not None:  # its pods in a shadow-only step are not the model's Service's
+                seen = {pod["metadata"]["name"] for pod in pods}
+                pods += [pod for pod in self.kube.list_pods(namespace, names.canary_selector_string(name))
+                         if pod["metadata"]["name"] not in seen]
         return World(
             raw=raw,
             model=model,
             deployment=deployment,
-            pods=self.kube.list_pods(namespace, selector) if deployment or candidate else [],
+            pods=pods,
             service=self.kube.get_service(namespace, name),
             canary_deployment=candidate,
+            canary_service=canary_service,
+            shadow_config=shadow_config,
         )
 
     def validate(self, model: MLModel) -> Validation:
@@ -422,8 +432,14 @@ class Reconciler:
         applied = None
         meta = model.metadata
         # The candidate goes first when a canary ends: the GPU budget holds while the model's Deployment grows back.
-        if p.delete_canary and self.kube.delete_deployment(meta.namespace, names.canary_name(meta.name)):
-            log.info("%s: deleted the canary's Deployment (the canary is over)", model.key)
+        for kind in p.delete_canary:
+            name = names.shadow_config_name(meta.name) if kind == "ConfigMap" else names.canary_name(meta.name)
+            if self.kube.delete_canary_object(kind, meta.namespace, name):
+                log.info("%s: deleted the canary's %s %s", model.key, kind, name)
+        for extra in (p.canary_service, p.shadow_config):
+            if extra is not None:
+                self.kube.apply(extra)
+                log.info("%s: applied the canary's %s %s", model.key, extra["kind"], extra["metadata"]["name"])
         if p.canary_deployment is not None:
             self.kube.apply(p.canary_deployment)
             log.info("%s: applied the canary's Deployment %s at revision %s (%s replicas)", model.key,

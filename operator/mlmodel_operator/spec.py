@@ -303,9 +303,10 @@ class CanaryStep(_Model):
     """One step of a canary: a share of the traffic for the candidate, held for a pause."""
 
     weight: int = Field(
-        ge=1, le=100,
+        ge=0, le=100,
         description="Percent of the model's traffic for the candidate revision in this step (the weight achieved "
-        "is in status.canary: without Gateway API it is the candidate's share of the ready replicas).",
+        "is in status.canary: without Gateway API it is the candidate's share of the ready replicas). 0: the "
+        "candidate answers shadow copies only (needs spec.rollout.canary.shadow) and no client request.",
     )
     pause_seconds: int = Field(
         default=0, ge=0, le=86400,
@@ -338,12 +339,36 @@ class CanaryAnalysis(_Model):
         description="Most the candidate's p99 latency may be, as a multiple of the stable revision's in the same "
         "window (judged only when the stable revision served at least minRequests too).",
     )
+    max_disagreement: float | None = Field(
+        default=None, ge=0, le=1,
+        description="With shadow traffic: most of the shadowed requests whose candidate answer may differ from the "
+        "stable revision's beyond the tolerance, per window (at least minRequests compared).",
+    )
+
+
+class CanaryShadow(_Model):
+    """Live requests copied to the candidate by the stable revision's runtimes, after they answered: the
+    candidate's answers are compared with the stable ones and never returned to a client."""
+
+    percent: int = Field(ge=1, le=100, description="Percent of the stable revision's requests copied.")
+    absolute_tolerance: float = Field(default=1e-5, ge=0, description="Outputs agree within this absolute "
+                                      "difference plus relativeTolerance times the stable value (numpy.allclose).")
+    relative_tolerance: float = Field(default=1e-3, ge=0, description="See absoluteTolerance.")
 
 
 class Canary(_Model):
     """A canary rollout: the candidate revision runs beside the stable one in its own Deployment
     (<model>-canary), takes a growing share of the traffic step by step, and is promoted after the last step or
     aborted (then rolled back, with reason CanaryAborted) on the first failed analysis window."""
+
+    model_config = ConfigDict(
+        json_schema_extra=_validations(
+            _rule("has(self.shadow) || self.steps.all(s, s.weight > 0)",
+                  "a step of weight 0 (shadow traffic only) needs spec.rollout.canary.shadow", ".steps"),
+            _rule("has(self.shadow) || !has(self.analysis) || !has(self.analysis.maxDisagreement)",
+                  "analysis.maxDisagreement needs spec.rollout.canary.shadow", ".analysis"),
+        )
+    )
 
     steps: list[CanaryStep] = Field(
         min_length=1, max_length=20, description="The steps, in order; the candidate is promoted after the last."
@@ -352,6 +377,10 @@ class Canary(_Model):
         default_factory=CanaryAnalysis,
         json_schema_extra={"default": {}},
         description="The bounds each analysis window checks.",
+    )
+    shadow: CanaryShadow | None = Field(
+        default=None,
+        description="Shadow traffic to the candidate during every step; steps of weight 0 are shadow only.",
     )
     max_extra_replicas: int = Field(
         default=1, ge=1, le=100,

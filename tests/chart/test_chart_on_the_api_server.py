@@ -44,6 +44,7 @@ ALLOWED = [
     ("patch", "deployments.apps"),
     ("delete", "deployments.apps"),  # a canary's candidate Deployment, when the canary ends
     ("create", "services"),
+    ("patch", "configmaps"),  # a canary's shadow settings
     ("list", "pods"),
     ("get", "secrets"),
     ("create", "events"),
@@ -61,7 +62,7 @@ DENIED = [
     ("delete", "mlmodels.serving.mlmodel.io"),
     ("create", "pods"),
     ("list", "replicasets.apps"),  # the rollout is read from the Deployment and its pods
-    ("patch", "configmaps"),
+    ("list", "configmaps"),  # the shadow ConfigMap is read by name only
 ]
 DENIED_CLUSTER = [
     ("delete", "nodes"),

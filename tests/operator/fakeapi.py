@@ -106,9 +106,13 @@ class FakeKube:
     def get_service(self, namespace: str, name: str) -> Obj | None:
         return self._read("services", namespace, name)
 
-    def delete_deployment(self, namespace: str, name: str) -> bool:
-        self.writes.append(Write("delete", "deployments", name))
-        return self.objects.pop(("deployments", namespace, name), None) is not None
+    def get_config_map(self, namespace: str, name: str) -> Obj | None:
+        return self._read("configmaps", namespace, name)
+
+    def delete_canary_object(self, kind: str, namespace: str, name: str) -> bool:
+        resource = kind.lower() + "s"
+        self.writes.append(Write("delete", resource, name))
+        return self.objects.pop((resource, namespace, name), None) is not None
 
     def list_replicasets(self, namespace: str, selector: str) -> list[Obj]:
         return self._list("replicasets", namespace, selector)
@@ -121,7 +125,8 @@ class FakeKube:
         return dict(secret.get("stringData") or {}) if secret is not None else None
 
     def apply(self, obj: Mapping[str, Any]) -> Obj:
-        resource = {"Deployment": "deployments", "Service": "services", **AUTOSCALERS, **ACCESS_KINDS}[obj["kind"]]
+        resource = {"Deployment": "deployments", "Service": "services", "ConfigMap": "configmaps", **AUTOSCALERS,
+                    **ACCESS_KINDS}[obj["kind"]]
         meta = obj["metadata"]
         namespace = meta.get("namespace", "")  # "" for a cluster-scoped object
         live = self.get(resource, namespace, meta["name"])

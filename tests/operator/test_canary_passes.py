@@ -12,6 +12,7 @@ runtime /metrics (what each pod's counters say when the analysis scrapes it):
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from typing import Any
 
@@ -54,8 +55,10 @@ class Traffic:
         self.world = world
         self.counts: dict[str, Counter[str]] = {}
 
-    def serve(self, revision: int, ok: int, failed: int = 0, slow: bool = False) -> None:
-        """Every pod of `revision` answers `ok` requests and `failed` server errors (fast, or slow: 0.5 s)."""
+    def serve(self, revision: int, ok: int, failed: int = 0, slow: bool = False, agree: int = 0, disagree: int = 0
+              ) -> None:
+        """Every pod of `revision` answers `ok` requests and `failed` server errors (fast, or slow: 0.5 s), and
+        compares `agree` + `disagree` shadow copies to revision 2's answers."""
         pods = [o for (r, _, _), o in self.world.kube.objects.items()
                 if r == "pods" and o["metadata"]["labels"]["serving.mlmodel.io/revision"] == str(revision)]
         assert pods, f"no pods of revision {revision}"
@@ -65,6 +68,8 @@ class Traffic:
             c["ok"] += ok
             c["failed"] += failed
             c["slow" if slow else "fast"] += ok + failed
+            c["agree"] += agree
+            c["disagree"] += disagree
             self.world.pod_metrics[name] = self._text(revision, c)
 
     @staticmethod
@@ -81,6 +86,9 @@ class Traffic:
             f'mlmodel_runtime_request_duration_seconds_bucket{{{labels},protocol="rest",le="+Inf"}} {total}',
             f'mlmodel_runtime_request_duration_seconds_count{{{labels},protocol="rest"}} {total}',
             f'mlmodel_runtime_request_duration_seconds_sum{{{labels},protocol="rest"}} 1.0',
+            "# TYPE mlmodel_runtime_shadow_requests counter",
+            f'mlmodel_runtime_shadow_requests_total{{{labels},candidate="2",result="agree"}} {c["agree"]}',
+            f'mlmodel_runtime_shadow_requests_total{{{labels},candidate="2",result="disagree"}} {c["disagree"]}',
         ]) + "\n"
 
 
@@ -298,3 +306,52 @@ def test_the_split_for_a_weight_stays_within_the_budget() -> None:
                 stable, candidate = split(replicas, weight, extra)
                 assert min(stable, candidate) >= 1
                 assert stable + candidate <= replicas + extra, (replicas, weight, extra)
+
+
+SHADOW = {"percent": 50, "absoluteTolerance": 0.001}
+
+
+def _shadowed_window(world: Cluster, op: Any, traffic: Traffic, agree: int, disagree: int) -> None:
+    op.reconcile(NS, "m")
+    traffic.serve(1, 50, agree=agree, disagree=disagree)
+    traffic.serve(2, agree + disagree)  # the copies are the candidate's only requests in a shadow-only step
+    world.clock.advance(WINDOW)
+    op.reconcile(NS, "m")
+
+
+def test_a_shadow_step_keeps_the_candidate_out_of_the_service_and_tells_the_stable_pods() -> None:
+    rollout = _canary({"weight": 0}, {"weight": 50}, maxDisagreement=0.05)
+    rollout["canary"]["shadow"] = SHADOW
+    world, op = _serving(replicas=2, **rollout)
+    traffic = _start_canary(world, op)
+    labels = world.deployment("m-canary")["spec"]["template"]["metadata"]["labels"]
+    assert "app.kubernetes.io/instance" not in labels  # not behind the model's Service: no client gets its answer
+    assert world.deployment("m")["spec"]["replicas"] == 2
+    service = world.kube.get("services", NS, "m-canary")
+    assert service is not None
+    assert service["spec"]["selector"] == {"serving.mlmodel.io/track": "canary", "serving.mlmodel.io/canary-of": "m"}
+    config = world.kube.get("configmaps", NS, "m-shadow")
+    assert config is not None
+    assert json.loads(config["data"]["shadow.json"]) == {
+        "url": f"http://m-canary.{NS}.svc.cluster.local:8080", "candidate": "2", "percent": 50, "atol": 0.001,
+        "rtol": 0.001}
+
+    _shadowed_window(world, op, traffic, agree=30, disagree=0)
+    canary = _canary_status(world)
+    assert (canary["step"], canary["analysis"]["verdict"]) == (2, "Pass"), canary
+    labels = world.deployment("m-canary")["spec"]["template"]["metadata"]["labels"]
+    assert labels["app.kubernetes.io/instance"] == "m"  # weight 50: behind the Service now
+    assert world.kube.get("configmaps", NS, "m-shadow") is not None  # still copying
+
+
+def test_a_disagreeing_shadow_candidate_is_aborted_and_its_objects_go() -> None:
+    rollout = _canary({"weight": 0}, maxDisagreement=0.05)
+    rollout["canary"]["shadow"] = SHADOW
+    world, op = _serving(replicas=2, **rollout)
+    traffic = _start_canary(world, op)
+    _shadowed_window(world, op, traffic, agree=20, disagree=10)
+    [failed] = [e for e in world.status("m")["history"] if e["revision"] == 2]
+    assert failed["reason"] == "CanaryAborted"
+    assert failed["message"] == "disagreement 33.3% > 5% over 60 shadowed requests"  # 2 stable pods
+    for resource, name in (("deployments", "m-canary"), ("services", "m-canary"), ("configmaps", "m-shadow")):
+        assert world.kube.get(resource, NS, name) is None, resource

@@ -37,7 +37,7 @@ def _container(deployment: dict[str, Any]) -> dict[str, Any]:
 def test_no_auth_renders_nothing_of_it() -> None:
     deployment = render_deployment(render_input(model()))
     assert not [e for e in _container(deployment)["env"] if e["name"].startswith("MLMODEL_AUTH")]
-    assert [v["name"] for v in deployment["spec"]["template"]["spec"]["volumes"]] == ["model", "tmp"]
+    assert [v["name"] for v in deployment["spec"]["template"]["spec"]["volumes"]] == ["model", "tmp", "shadow"]
 
 
 def test_api_keys_mount_the_secret_of_hashes() -> None:
@@ -69,7 +69,7 @@ def test_kubernetes_tokens_run_the_pods_as_the_models_reviewer() -> None:
     assert pod["serviceAccountName"] == "fraud-token-reviewer"
     assert pod["serviceAccount"] == "fraud-token-reviewer"  # owned too, so that turning auth off removes both
     assert pod["automountServiceAccountToken"] is True  # the only mode with a token in the pod
-    assert [v["name"] for v in pod["volumes"]] == ["model", "tmp"]  # no key Secret
+    assert [v["name"] for v in pod["volumes"]] == ["model", "tmp", "shadow"]  # no key Secret
     custom = render_deployment(render_input(model(auth={**TOKENS, "verb": "infer"})))
     assert {"name": "MLMODEL_AUTH_VERB", "value": "infer"} in _container(custom)["env"]
     assert RevisionSettings.of(inp.model.spec).auth == inp.model.spec.auth  # kept with the revision

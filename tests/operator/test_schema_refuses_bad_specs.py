@@ -37,6 +37,11 @@ CASES: dict[str, tuple[dict[str, Any], list[str]]] = {
                                 ["spec.rollout.canary", "only used with spec.rollout.strategy Canary"]),
     "canary-no-step": ({"rollout": {"strategy": "Canary", "canary": {"steps": []}}},
                        ["spec.rollout.canary.steps", "at least 1"]),
+    "shadow-only-step-without-shadow": ({"rollout": {"strategy": "Canary", "canary": {"steps": [{"weight": 0}]}}},
+                                        ["spec.rollout.canary.steps", "needs spec.rollout.canary.shadow"]),
+    "disagreement-without-shadow": (
+        {"rollout": {"strategy": "Canary", "canary": {"steps": [{"weight": 5}], "analysis": {"maxDisagreement": 0.1}}}},
+        ["spec.rollout.canary.analysis", "maxDisagreement needs spec.rollout.canary.shadow"]),
     "canary-weight-over-100": ({"rollout": {"strategy": "Canary", "canary": {"steps": [{"weight": 150}]}}},
                                ["spec.rollout.canary.steps[0].weight", "less than or equal to 100"]),
     "bad-node-pool-name": ({"nodePool": "GPU_Pool"}, ["spec.nodePool"]),

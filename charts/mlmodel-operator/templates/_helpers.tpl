@@ -81,7 +81,12 @@ operator's own pods as a NetworkPolicy peer of the metrics port unless networkPo
   verbs: [get, list, watch, create, patch, delete]
 - apiGroups: [""]
   resources: [services]
-  verbs: [get, create, patch]
+  verbs: [get, create, patch, delete]
+# A canary with shadow traffic: the ConfigMap the model's runtimes follow (docs/canary.md), deleted with its
+# candidate's Service when the canary ends.
+- apiGroups: [""]
+  resources: [configmaps]
+  verbs: [get, create, patch, delete]
 # Observing the rollout (the Deployment's status and its pods).
 - apiGroups: [""]
   resources: [pods]

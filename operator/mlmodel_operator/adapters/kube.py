@@ -99,17 +99,33 @@ class KubeApi:
                 return None
             raise
 
-    def delete_deployment(self, namespace: str, name: str) -> bool:
-        """Delete a canary's candidate Deployment (its ReplicaSets and pods go with it); False when there was none."""
+    def get_config_map(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            return _data(self.core.read_namespaced_config_map(name, namespace, _preload_content=False))
+        except ApiException as exc:
+            if _missing(exc):
+                return None
+            raise
+
+    def delete_canary_object(self, kind: str, namespace: str, name: str) -> bool:
+        """Delete a canary's Deployment (its ReplicaSets and pods go with it), Service or shadow ConfigMap once the
+        canary is over; False when there was none."""
         self.fence()
         try:
-            self.apps.delete_namespaced_deployment(name, namespace, propagation_policy="Background",
-                                                   _preload_content=False)
+            if kind == "Deployment":
+                self.apps.delete_namespaced_deployment(name, namespace, propagation_policy="Background",
+                                                       _preload_content=False)
+            elif kind == "Service":
+                self.core.delete_namespaced_service(name, namespace, _preload_content=False)
+            elif kind == "ConfigMap":
+                self.core.delete_namespaced_config_map(name, namespace, _preload_content=False)
+            else:
+                raise ValueError(f"cannot delete a {kind}")
         except ApiException as exc:
             if _missing(exc):
                 return False
             raise
-        self.metrics.writes.labels(resource="deployments", verb="delete").inc()
+        self.metrics.writes.labels(resource=kind.lower() + "s", verb="delete").inc()
         return True
 
     def get_service(self, namespace: str, name: str) -> dict[str, Any] | None:
@@ -152,6 +168,8 @@ class KubeApi:
             response = self.apps.patch_namespaced_deployment(meta["name"], meta["namespace"], dict(obj), **kwargs)
         elif kind == "Service":
             response = self.core.patch_namespaced_service(meta["name"], meta["namespace"], dict(obj), **kwargs)
+        elif kind == "ConfigMap":
+            response = self.core.patch_namespaced_config_map(meta["name"], meta["namespace"], dict(obj), **kwargs)
         elif kind == "ServiceAccount":
             response = self.core.patch_namespaced_service_account(meta["name"], meta["namespace"], dict(obj), **kwargs)
         elif kind == "ClusterRoleBinding":

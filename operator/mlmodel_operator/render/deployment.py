@@ -41,6 +41,7 @@ def _env(inp: RenderInput, revision: int | None) -> list[dict[str, Any]]:
         {"name": "MLMODEL_PORT", "value": str(names.HTTP_PORT)},
         {"name": "MLMODEL_METRICS_PORT", "value": str(names.METRICS_PORT)},
         {"name": "MLMODEL_GRPC_PORT", "value": str(names.GRPC_PORT)},
+        {"name": "MLMODEL_SHADOW_FILE", "value": f"{names.SHADOW_DIR}/{names.SHADOW_KEY}"},
         {"name": "MLMODEL_MAX_BATCH_SIZE", "value": str(spec.batching.max_batch_size)},
         {"name": "MLMODEL_MAX_BATCH_DELAY_MS", "value": str(spec.batching.max_delay_ms)},
         {"name": "MLMODEL_MAX_QUEUE_SIZE", "value": str(spec.batching.max_queue_size)},
@@ -92,6 +93,7 @@ def _container(inp: RenderInput, revision: int | None) -> dict[str, Any]:
         "volumeMounts": [
             {"name": "model", "mountPath": names.MODEL_DIR},
             {"name": "tmp", "mountPath": "/tmp"},
+            {"name": "shadow", "mountPath": names.SHADOW_DIR, "readOnly": True},
             *auth_volume_mounts(inp),
         ],
     }
@@ -128,6 +130,8 @@ def _pod_template(inp: RenderInput, revision: int | None) -> dict[str, Any]:
         "volumes": [
             {"name": "model", "emptyDir": {"sizeLimit": model_dir_size_limit(inp.package.size)}},
             {"name": "tmp", "emptyDir": {"sizeLimit": runtime.scratch_size_limit}},
+            # optional: it exists only while a canary with shadow traffic runs (names.SHADOW_DIR)
+            {"name": "shadow", "configMap": {"name": names.shadow_config_name(name), "optional": True}},
             *auth_volumes(inp),
         ],
     }
@@ -153,11 +157,14 @@ def _strategy(inp: RenderInput) -> dict[str, Any]:
     return {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}
 
 
-def render_deployment(inp: RenderInput, replicas: int | None = None, *, canary: bool = False) -> dict[str, Any]:
+def render_deployment(
+    inp: RenderInput, replicas: int | None = None, *, canary: bool = False, serving: bool = True
+) -> dict[str, Any]:
     """The runtime Deployment, with the applied-hash annotation over everything else in it.
 
     `replicas`: instead of the spec's (a canary's split); `canary`: the candidate's Deployment of a canary
-    (names.canary_name), whose pods carry the track label too (its selector) besides the model's own labels."""
+    (names.canary_name), selected by names.canary_selector_labels; `serving`: its pods carry the model's
+    instance label too, so the model's Service sends them traffic (not in a shadow-only step)."""
     model = inp.model
     name = model.metadata.name
     template = _pod_template(inp, inp.revision)
@@ -165,9 +172,11 @@ def render_deployment(inp: RenderInput, replicas: int | None = None, *, canary: 
     labels = names.object_labels(name)
     selector = names.selector_labels(name)
     if canary:
-        template["metadata"]["labels"][names.TRACK_LABEL] = names.CANARY_TRACK
-        labels = {**labels, names.TRACK_LABEL: names.CANARY_TRACK}
         selector = names.canary_selector_labels(name)
+        template["metadata"]["labels"].update(selector)
+        if not serving:
+            del template["metadata"]["labels"][names.LABEL_INSTANCE]
+        labels = {**labels, **selector}
     deployment: dict[str, Any] = {
         "apiVersion": "apps/v1",
         "kind": "Deployment",

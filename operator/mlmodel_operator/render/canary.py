@@ -1,0 +1,64 @@
+"""A canary's own objects beside the candidate's Deployment (pure): the candidate's Service, which the stable
+revision's runtimes send shadow copies to, and the shadow ConfigMap those runtimes follow (names.SHADOW_DIR)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from mlmodel_operator import names
+from mlmodel_operator.render.deployment import owner_reference
+from mlmodel_operator.render.hashing import stable_hash
+from mlmodel_operator.render.inputs import RenderInput
+from mlmodel_operator.spec import CanaryShadow
+
+
+def _metadata(inp: RenderInput, name: str) -> dict[str, Any]:
+    model = inp.model.metadata.name
+    return {
+        "name": name,
+        "namespace": inp.model.metadata.namespace,
+        "labels": {**names.object_labels(model), **names.canary_selector_labels(model)},
+        "annotations": {},
+        "ownerReferences": [owner_reference(inp)],
+    }
+
+
+def _hashed(obj: dict[str, Any]) -> dict[str, Any]:
+    obj["metadata"]["annotations"][names.APPLIED_HASH_ANNOTATION] = stable_hash(obj)
+    return obj
+
+
+def render_canary_service(inp: RenderInput) -> dict[str, Any]:
+    """The candidate's pods alone, on the V2 REST port (names.canary_name)."""
+    model = inp.model.metadata.name
+    return _hashed({
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _metadata(inp, names.canary_name(model)),
+        "spec": {
+            "type": "ClusterIP",
+            "selector": names.canary_selector_labels(model),
+            "ports": [{"name": "http", "port": names.HTTP_PORT, "targetPort": "http", "protocol": "TCP",
+                       "appProtocol": "http"}],
+        },
+    })
+
+
+def shadow_settings(inp: RenderInput, shadow: CanaryShadow, candidate: int) -> dict[str, Any]:
+    """What the stable runtimes read (mlmodel_runtime.server.shadow_file): where to copy, how much, how close."""
+    model, namespace = inp.model.metadata.name, inp.model.metadata.namespace
+    host = f"{names.canary_name(model)}.{namespace}.svc.{inp.config.cluster_domain}"
+    return {"url": f"http://{host}:{names.HTTP_PORT}", "candidate": str(candidate), "percent": shadow.percent,
+            "atol": shadow.absolute_tolerance, "rtol": shadow.relative_tolerance}
+
+
+def render_shadow_config(inp: RenderInput, shadow: CanaryShadow, candidate: int) -> dict[str, Any]:
+    """The ConfigMap every runtime pod of the model mounts (optional) at names.SHADOW_DIR."""
+    settings = json.dumps(shadow_settings(inp, shadow, candidate), sort_keys=True)
+    return _hashed({
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": _metadata(inp, names.shadow_config_name(inp.model.metadata.name)),
+        "data": {names.SHADOW_KEY: settings},
+    })
