@@ -115,13 +115,19 @@ EGRESS: dict[str, tuple[dict[str, Any] | None, dict[str, Any], list[tuple[Any, l
 }
 
 
+# a canary's shadow copies: from the stable pods to the candidate's (docs/canary.md)
+SHADOW_COPIES = ([{"podSelector": {"matchLabels": {"serving.mlmodel.io/track": "canary",
+                                                    "serving.mlmodel.io/canary-of": "m"}}}], [("TCP", 8080)])
+
+
 @pytest.mark.parametrize("case", sorted(EGRESS))
 def test_egress_to_dns_the_object_store_and_for_tokens_the_api_server_only(case: str) -> None:
     auth, conf, expected = EGRESS[case]
     m = model(name="m", auth=auth)
     policy = _policy(m, config(networkPolicy=conf))
     assert policy is not None
-    assert [(rule["to"], _ports(rule)) for rule in policy["spec"]["egress"]] == expected
+    assert [(rule["to"], _ports(rule)) for rule in policy["spec"]["egress"]] == [expected[0], SHADOW_COPIES,
+                                                                                   *expected[1:]]
 
 
 def test_policy_is_owned_by_the_model_and_hashed() -> None:

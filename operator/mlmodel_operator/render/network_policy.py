@@ -110,6 +110,9 @@ def render_network_policy(model: MLModel, rules: NetworkRules) -> dict[str, Any]
     egress: list[dict[str, Any]] = [
         {"to": [rules.dns.to_k8s()], "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]},
     ]
+    # shadow copies of a canary (docs/canary.md): from the stable pods to the candidate's, in this namespace
+    egress.append({"to": [{"podSelector": {"matchLabels": names.canary_selector_labels(name)}}],
+                   "ports": _tcp(names.HTTP_PORT)})
     if rules.object_store:
         egress.append({"to": [p.to_k8s() for p in rules.object_store], "ports": _tcp(rules.object_store_port)})
     if rules.api_server:
