@@ -462,12 +462,15 @@ def _shadow_objects(
     world: World, target: RevisionRecord, config: OperatorConfig, step: canary.CanaryStep | None
 ) -> tuple[Object | None, Object | None]:
     """The candidate's Service and the shadow ConfigMap while a canary with shadow traffic steps through (None:
-    not wanted); rendered whole, so that Plan can tell whether they differ from the live ones."""
+    not wanted); the ConfigMap once the Service has its ClusterIP (the pass after it was created)."""
     rules = world.model.spec.rollout.canary
     if step is None or step.status.phase != "Progressing" or rules is None or rules.shadow is None:
         return None, None
     inp = _render_input(world.model, target, config)
-    return render_canary_service(inp), render_shadow_config(inp, rules.shadow, target.revision)
+    address = ((world.canary_service or {}).get("spec") or {}).get("clusterIP")
+    if not address or address == "None":
+        return render_canary_service(inp), world.shadow_config  # keep one there (none yet: nothing to delete)
+    return render_canary_service(inp), render_shadow_config(inp, rules.shadow, target.revision, address)
 
 
 def _revisions(

@@ -186,3 +186,25 @@ def test_a_slower_candidate_is_aborted_on_the_p99_ratio(
     assert loop.tally.failed == 0, loop.tally.summary()
     assert loop.tally.revisions["2"] > 0, loop.tally.revisions
     print(f"\nslow candidate aborted: {failed['message']}")
+
+
+def test_a_shadow_candidate_that_disagrees_is_aborted_and_no_client_gets_its_answers(
+    operator: InClusterOperator, model_ns: str, packages: E2EPackages, kubectl: Kubectl,
+) -> None:
+    until = partial(_until, operator, kubectl, model_ns)
+    rollout = _canary({"weight": 0, "pauseSeconds": 300}, {"weight": 50}, maxDisagreement=0.05)
+    rollout["canary"]["shadow"] = {"percent": 50}
+    url = _serving_v1(kubectl, model_ns, packages, rollout)
+    analyses = Analyses(kubectl, model_ns)
+    with ClientLoop(url, INFER_BODY) as loop:
+        loop.wait_for_requests(20, 60)
+        _patch_source(kubectl, model_ns, packages.good("m/2", seed=2))  # other weights: other answers
+        # The stable pods follow the shadow ConfigMap once the kubelet has updated their mounted copy.
+        failed = until(lambda: analyses.failed_revision(2), 300, "revision 2 to be aborted on disagreement")
+        until(lambda: kubectl.run("get", "configmap", "m-shadow", "-n", model_ns, check=False).returncode != 0,
+              60, "the shadow ConfigMap to go")
+    assert failed["reason"] == "CanaryAborted", failed
+    assert failed["message"].startswith("disagreement "), failed
+    assert loop.tally.failed == 0, loop.tally.summary()
+    assert set(loop.tally.revisions) == {"1"}, loop.tally.revisions  # no client got the candidate's answer
+    print(f"\nshadow candidate aborted: {failed['message']}")

@@ -134,6 +134,10 @@ class FakeKube:
         if live is None:
             new["metadata"] |= {"uid": str(uuid.uuid4()), "generation": 1}
             new["status"] = {}
+            if obj["kind"] == "Service":  # the API server allocates a ClusterIP
+                new["spec"]["clusterIP"] = f"198.19.0.{len(self.objects) % 250 + 2}"
+        elif obj["kind"] == "Service":
+            new["spec"]["clusterIP"] = live["spec"].get("clusterIP")
         else:
             changed = live.get("spec") != new.get("spec")
             new["metadata"] |= {"uid": live["metadata"]["uid"],

@@ -330,11 +330,13 @@ def test_a_shadow_step_keeps_the_candidate_out_of_the_service_and_tells_the_stab
     service = world.kube.get("services", NS, "m-canary")
     assert service is not None
     assert service["spec"]["selector"] == {"serving.mlmodel.io/track": "canary", "serving.mlmodel.io/canary-of": "m"}
+    op.reconcile(NS, "m")  # the pass after the Service got its ClusterIP writes the shadow settings
     config = world.kube.get("configmaps", NS, "m-shadow")
     assert config is not None
     assert json.loads(config["data"]["shadow.json"]) == {
-        "url": f"http://m-canary.{NS}.svc.cluster.local:8080", "candidate": "2", "percent": 50, "atol": 0.001,
+        "url": f"http://{service['spec']['clusterIP']}:8080", "candidate": "2", "percent": 50, "atol": 0.001,
         "rtol": 0.001}
+    assert _canary_status(world)["achievedWeight"] == 0  # behind no Service of the model's clients
 
     _shadowed_window(world, op, traffic, agree=30, disagree=0)
     canary = _canary_status(world)

@@ -141,7 +141,8 @@ def _placed(inp: CanaryInputs, status: CanaryStatus, action: Action) -> CanarySt
     return CanaryStep(status.model_copy(update={
         "stable_replicas": stable,
         "candidate_replicas": candidate,
-        "achieved_weight": achieved_weight(*inp.ready),
+        # a shadow-only step: the candidate's pods are not behind the model's Service
+        "achieved_weight": achieved_weight(*inp.ready) if status.weight or status.phase == "Promoting" else 0,
     }), action)
 
 

@@ -45,17 +45,16 @@ def render_canary_service(inp: RenderInput) -> dict[str, Any]:
     })
 
 
-def shadow_settings(inp: RenderInput, shadow: CanaryShadow, candidate: int) -> dict[str, Any]:
-    """What the stable runtimes read (mlmodel_runtime.server.shadow_file): where to copy, how much, how close."""
-    model, namespace = inp.model.metadata.name, inp.model.metadata.namespace
-    host = f"{names.canary_name(model)}.{namespace}.svc.{inp.config.cluster_domain}"
-    return {"url": f"http://{host}:{names.HTTP_PORT}", "candidate": str(candidate), "percent": shadow.percent,
+def shadow_settings(shadow: CanaryShadow, candidate: int, address: str) -> dict[str, Any]:
+    """What the stable runtimes read (mlmodel_runtime.server.shadow_file): where to copy (the candidate's Service,
+    by its ClusterIP: no cluster DNS needed), how much, how close."""
+    return {"url": f"http://{address}:{names.HTTP_PORT}", "candidate": str(candidate), "percent": shadow.percent,
             "atol": shadow.absolute_tolerance, "rtol": shadow.relative_tolerance}
 
 
-def render_shadow_config(inp: RenderInput, shadow: CanaryShadow, candidate: int) -> dict[str, Any]:
+def render_shadow_config(inp: RenderInput, shadow: CanaryShadow, candidate: int, address: str) -> dict[str, Any]:
     """The ConfigMap every runtime pod of the model mounts (optional) at names.SHADOW_DIR."""
-    settings = json.dumps(shadow_settings(inp, shadow, candidate), sort_keys=True)
+    settings = json.dumps(shadow_settings(shadow, candidate, address), sort_keys=True)
     return _hashed({
         "apiVersion": "v1",
         "kind": "ConfigMap",
