@@ -164,3 +164,12 @@ def test_quantile_interpolates_like_histogram_quantile(
 ) -> None:
     value = quantile(0.99, buckets)
     assert value == pytest.approx(expected) if expected is not None else value is None
+
+
+def test_disagreement_is_judged_before_latency() -> None:
+    rules = Rules(min_requests=20, max_error_ratio=0.01, max_latency_ratio=1.5, max_disagreement=0.05)
+    stable = Window(requests=600, p99_seconds=0.01)
+    wrong_and_slow = Window(requests=100, p99_seconds=0.05, compared=100, disagreed=40)
+    judgement = judge(stable, wrong_and_slow, rules)
+    assert judgement.verdict is Verdict.FAIL
+    assert judgement.message.startswith("disagreement 40%")

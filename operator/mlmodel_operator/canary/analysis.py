@@ -68,24 +68,20 @@ def _pct(ratio: float) -> str:
 
 
 def judge(stable: Window, candidate: Window, rules: Rules) -> Judgement:
-    """Fail on the first bound the candidate exceeds (errors, then latency, then disagreement); pass when it
-    exceeds none with enough requests; inconclusive otherwise."""
+    """Fail on the first bound the candidate exceeds: errors, then (with shadow traffic) disagreement, then
+    latency (a wrong answer is worse than a slow one); pass when it exceeds none with enough requests;
+    inconclusive otherwise."""
     if candidate.requests < rules.min_requests and candidate.compared < rules.min_requests:
         return Judgement(Verdict.INCONCLUSIVE,
                          f"{candidate.requests:.0f} requests < {rules.min_requests} in the window")
     figures: list[str] = []
-    if candidate.requests >= rules.min_requests:
+    answered = candidate.requests >= rules.min_requests
+    if answered:
         ratio = candidate.failures_beside(stable) / candidate.requests
         if ratio > rules.max_error_ratio:
             return Judgement(Verdict.FAIL, f"error ratio {_pct(ratio)} > {_pct(rules.max_error_ratio)} "
                                            f"over {candidate.requests:.0f} requests")
         figures.append(f"error ratio {_pct(ratio)} over {candidate.requests:.0f} requests")
-        if (stable.requests >= rules.min_requests and stable.p99_seconds and candidate.p99_seconds is not None):
-            slower = candidate.p99_seconds / stable.p99_seconds
-            if slower > rules.max_latency_ratio:
-                return Judgement(Verdict.FAIL, f"p99 {candidate.p99_seconds:.3g}s is {slower:.2f}x the stable "
-                                               f"revision's {stable.p99_seconds:.3g}s (> {rules.max_latency_ratio:g}x)")
-            figures.append(f"p99 {slower:.2f}x the stable revision's")
     if rules.max_disagreement is not None:
         if candidate.compared >= rules.min_requests:
             share = candidate.disagreement
@@ -93,7 +89,13 @@ def judge(stable: Window, candidate: Window, rules: Rules) -> Judgement:
                 return Judgement(Verdict.FAIL, f"disagreement {_pct(share)} > {_pct(rules.max_disagreement)} "
                                                f"over {candidate.compared:.0f} shadowed requests")
             figures.append(f"disagreement {_pct(share)} over {candidate.compared:.0f} shadowed requests")
-        elif candidate.requests < rules.min_requests:
+        elif not answered:
             return Judgement(Verdict.INCONCLUSIVE,
                              f"{candidate.compared:.0f} shadowed requests < {rules.min_requests} in the window")
+    if answered and stable.requests >= rules.min_requests and stable.p99_seconds and candidate.p99_seconds is not None:
+        slower = candidate.p99_seconds / stable.p99_seconds
+        if slower > rules.max_latency_ratio:
+            return Judgement(Verdict.FAIL, f"p99 {candidate.p99_seconds:.3g}s is {slower:.2f}x the stable "
+                                           f"revision's {stable.p99_seconds:.3g}s (> {rules.max_latency_ratio:g}x)")
+        figures.append(f"p99 {slower:.2f}x the stable revision's")
     return Judgement(Verdict.PASS, "; ".join(figures))
