@@ -89,7 +89,10 @@ def test_a_good_candidate_through_a_restart_a_spec_change_and_a_manual_promote(
     operator: InClusterOperator, model_ns: str, packages: E2EPackages, kubectl: Kubectl,
 ) -> None:
     until = partial(_until, operator, kubectl, model_ns)
-    url = _serving_v1(kubectl, model_ns, packages, _canary({"weight": 25}, {"weight": 50, "untilPromoted": True}))
+    # The latency bound is loose here: a fresh candidate pod on this machine's two loaded cores answered with a p99
+    # 7x the warm stable revision's in one full run (a few ms each); test 3 checks the latency bound.
+    url = _serving_v1(kubectl, model_ns, packages,
+                      _canary({"weight": 25}, {"weight": 50, "untilPromoted": True}, maxLatencyRatio=50))
     with ClientLoop(url, INFER_BODY) as loop:
         loop.wait_for_requests(20, 60)
         _patch_source(kubectl, model_ns, packages.good("m/2", seed=2))
