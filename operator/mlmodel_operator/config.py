@@ -254,6 +254,25 @@ class NetworkPolicyConfig(_Section):
                                  "(the endpoint's port, e.g. 6443: policies see traffic after the Service's DNAT).")
 
 
+class GatewayRef(_Section):
+    """A Gateway API Gateway (or one of its listeners) the models' HTTPRoutes attach to."""
+
+    name: str = Field(min_length=1, max_length=253)
+    namespace: str | None = Field(default=None, description="Unset: the model's namespace.")
+    section_name: str | None = Field(default=None, description="The Gateway's listener; unset: all.")
+
+
+class CanaryConfig(_Section):
+    """How canaries split traffic (docs/canary.md)."""
+
+    gateway: GatewayRef | None = Field(
+        default=None,
+        description="Set: every model gets an HTTPRoute on this Gateway (path /v2/models/<model>), all to its "
+        "Service, and during a canary weighted between it and the candidate's Service (mode HTTPRoute: exact "
+        "weights per request). Unset: a canary splits by replicas behind the model's Service (ReplicaRatio).",
+    )
+
+
 class OperatorConfig(BaseSettings):
     """The whole operator configuration."""
 
@@ -280,6 +299,7 @@ class OperatorConfig(BaseSettings):
     leader_election: LeaderElection = Field(default_factory=LeaderElection)
     autoscaling: AutoscalingEngine = Field(default_factory=AutoscalingEngine)
     network_policy: NetworkPolicyConfig = Field(default_factory=NetworkPolicyConfig)
+    canary: CanaryConfig = Field(default_factory=CanaryConfig)
     cluster_domain: str = "cluster.local"
     field_manager: str = "mlmodel-operator"
     metrics_port: int = Field(default=8090, ge=0, le=65535, description="0: no metrics listener.")

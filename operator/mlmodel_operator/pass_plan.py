@@ -23,7 +23,7 @@ from mlmodel_operator import names, plan
 from mlmodel_operator.canary import rollout as canary
 from mlmodel_operator.config import OperatorConfig
 from mlmodel_operator.render import RenderInput, render_deployment, render_service, template_fingerprint
-from mlmodel_operator.render.canary import render_canary_service, render_shadow_config
+from mlmodel_operator.render.canary import render_canary_service, render_http_route, render_shadow_config
 from mlmodel_operator.spec import (
     CanaryStatus,
     MLModel,
@@ -61,6 +61,8 @@ class World:
     canary_deployment: Object | None = None  # the candidate's Deployment of a canary (names.canary_name)
     canary_service: Object | None = None  # the candidate's Service, with shadow traffic (names.canary_name)
     shadow_config: Object | None = None  # the shadow ConfigMap (names.shadow_config_name)
+    http_route: Object | None = None  # the model's HTTPRoute (config.canary.gateway)
+    routed: bool = False  # config.canary.gateway is set: the model's traffic goes through its HTTPRoute
     window: canary.WindowResult | None = None  # the running canary's analysis window that ended in this pass
 
     def annotation(self, key: str) -> str | None:
@@ -136,6 +138,7 @@ class Plan:
     canary_deployment: Object | None = None  # the candidate's, to apply; None: leave it
     canary_service: Object | None = None  # the candidate's Service (shadow copies go there), to apply
     shadow_config: Object | None = None  # the shadow ConfigMap the model's runtimes follow, to apply
+    http_route: Object | None = None  # the model's HTTPRoute, to apply
     delete_canary: tuple[str, ...] = ()  # kinds of the canary's objects to delete: the canary (or its shadow) ended
     failure: Failure | None = None  # the spec cannot be served as it is: nothing of it was applied
     pending: str | None = None  # validation could not run: the pass is retried
@@ -187,14 +190,17 @@ def make_plan(world: World, validation: Validation, config: OperatorConfig, now:
     deployment, service, refused = _changed_objects(replace(world, model=model), target, config, replicas)
     candidate = canary_service = shadow_config = None
     if refused is None and step is not None and transition.target is not None:
+        # Behind the model's Service only where the split is by replicas and the step has a weight.
+        serving = not world.routed and (step.status.phase != "Progressing" or step.status.weight > 0)
         candidate, _, refused = _changed_objects(world, transition.target, config, step.status.candidate_replicas,
-                                                 canary=True, serving=step.status.phase != "Progressing"
-                                                 or step.status.weight > 0)
+                                                 canary=True, serving=serving)
         if refused is None:
             canary_service, shadow_config = _shadow_objects(world, transition.target, config, step)
     if refused is not None:
         facts = replace(facts, failure=refused)
+    route = _route(world, config, step)
     deletes = tuple(kind for kind, live, wanted in (
+        ("HTTPRoute", world.http_route, route),
         ("Deployment", world.canary_deployment, step),
         ("Service", world.canary_service, canary_service),
         ("ConfigMap", world.shadow_config, shadow_config),
@@ -210,6 +216,7 @@ def make_plan(world: World, validation: Validation, config: OperatorConfig, now:
         canary_deployment=candidate,
         canary_service=_if_changed(world.canary_service, canary_service),
         shadow_config=_if_changed(world.shadow_config, shadow_config),
+        http_route=_if_changed(world.http_route, route),
         delete_canary=deletes,
         failure=facts.failure,
         pending=facts.pending,
@@ -259,6 +266,7 @@ def _canary_step(
         abort=world.annotation(names.ABORT_ANNOTATION),
         now=now,
         stamp=stamp,
+        routed=world.routed,
     ))
 
 
@@ -299,6 +307,18 @@ def _canary_status(
 def _with_strategy(model: MLModel, strategy: Literal["Surge", "Replace"]) -> MLModel:
     rollout = model.spec.rollout.model_copy(update={"strategy": strategy})
     return model.model_copy(update={"spec": model.spec.model_copy(update={"rollout": rollout})})
+
+
+def _route(world: World, config: OperatorConfig, step: canary.CanaryStep | None) -> Object | None:
+    """The model's HTTPRoute on the configured Gateway (None: none configured): all to the model's Service, or
+    during a canary the step's weight to the candidate's."""
+    gateway = config.canary.gateway
+    if gateway is None:
+        return None
+    weight = None
+    if step is not None:
+        weight = canary.route_weight(step.status, _ready(world.canary_deployment))
+    return render_http_route(world.model, gateway, weight)
 
 
 def _if_changed(live: Object | None, wanted: Object | None) -> Object | None:
@@ -464,9 +484,13 @@ def _shadow_objects(
     """The candidate's Service and the shadow ConfigMap while a canary with shadow traffic steps through (None:
     not wanted); the ConfigMap once the Service has its ClusterIP (the pass after it was created)."""
     rules = world.model.spec.rollout.canary
-    if step is None or step.status.phase != "Progressing" or rules is None or rules.shadow is None:
+    if step is None or rules is None:
         return None, None
     inp = _render_input(world.model, target, config)
+    if world.routed and (step.status.phase == "Promoting" or rules.shadow is None):
+        return render_canary_service(inp), None  # the route's other backend
+    if step.status.phase != "Progressing" or rules.shadow is None:
+        return None, None
     address = ((world.canary_service or {}).get("spec") or {}).get("clusterIP")
     if not address or address == "None":
         return render_canary_service(inp), world.shadow_config  # keep one there (none yet: nothing to delete)

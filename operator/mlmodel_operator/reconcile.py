@@ -77,6 +77,7 @@ class Kube(Protocol):
     def get_model(self, namespace: str, name: str) -> dict[str, Any] | None: ...
     def get_deployment(self, namespace: str, name: str) -> dict[str, Any] | None: ...
     def get_config_map(self, namespace: str, name: str) -> dict[str, Any] | None: ...
+    def get_http_route(self, namespace: str, name: str) -> dict[str, Any] | None: ...
     def delete_canary_object(self, kind: str, namespace: str, name: str) -> bool: ...
     def get_service(self, namespace: str, name: str) -> dict[str, Any] | None: ...
     def list_pods(self, namespace: str, selector: str) -> list[dict[str, Any]]: ...
@@ -345,6 +346,7 @@ class Reconciler:
         deployment = self.kube.get_deployment(namespace, name)
         selector = names.selector_string(name)
         candidate = canary_service = shadow_config = None
+        routed = self.config.canary.gateway is not None
         pods = self.kube.list_pods(namespace, selector) if deployment else []
         if model.spec.rollout.strategy == "Canary" or model.status.canary is not None:
             candidate = self.kube.get_deployment(namespace, names.canary_name(name))
@@ -363,6 +365,8 @@ class Reconciler:
             canary_deployment=candidate,
             canary_service=canary_service,
             shadow_config=shadow_config,
+            http_route=self.kube.get_http_route(namespace, name) if routed else None,
+            routed=routed,
         )
 
     def validate(self, model: MLModel) -> Validation:
@@ -433,10 +437,11 @@ class Reconciler:
         meta = model.metadata
         # The candidate goes first when a canary ends: the GPU budget holds while the model's Deployment grows back.
         for kind in p.delete_canary:
-            name = names.shadow_config_name(meta.name) if kind == "ConfigMap" else names.canary_name(meta.name)
+            name = {"ConfigMap": names.shadow_config_name(meta.name), "HTTPRoute": meta.name}.get(
+                kind, names.canary_name(meta.name))
             if self.kube.delete_canary_object(kind, meta.namespace, name):
                 log.info("%s: deleted the canary's %s %s", model.key, kind, name)
-        for extra in (p.canary_service, p.shadow_config):
+        for extra in (p.canary_service, p.shadow_config, p.http_route):
             if extra is not None:
                 self.kube.apply(extra)
                 log.info("%s: applied the canary's %s %s", model.key, extra["kind"], extra["metadata"]["name"])

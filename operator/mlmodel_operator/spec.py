@@ -850,10 +850,11 @@ class CanaryStatus(_Model):
         description="Percent of the traffic the candidate gets now: its share of the ready replicas behind the "
         "model's Service (mode ReplicaRatio).",
     )
-    mode: Literal["ReplicaRatio"] = Field(
+    mode: Literal["ReplicaRatio", "HTTPRoute"] = Field(
         default="ReplicaRatio",
         description="How the traffic is split: ReplicaRatio, by the stable and candidate replicas behind the model's "
-        "Service.",
+        "Service; HTTPRoute, by the weights of the model's HTTPRoute on the configured Gateway (exact per request; "
+        "the model's Service then reaches the stable revision only).",
     )
     stable_replicas: int = Field(ge=0, description="Replicas of the stable revision while the canary runs.")
     candidate_replicas: int = Field(ge=0, description="Replicas of the candidate (Deployment <model>-canary).")

@@ -109,6 +109,9 @@ class FakeKube:
     def get_config_map(self, namespace: str, name: str) -> Obj | None:
         return self._read("configmaps", namespace, name)
 
+    def get_http_route(self, namespace: str, name: str) -> Obj | None:
+        return self._read("httproutes", namespace, name)
+
     def delete_canary_object(self, kind: str, namespace: str, name: str) -> bool:
         resource = kind.lower() + "s"
         self.writes.append(Write("delete", resource, name))
@@ -125,7 +128,8 @@ class FakeKube:
         return dict(secret.get("stringData") or {}) if secret is not None else None
 
     def apply(self, obj: Mapping[str, Any]) -> Obj:
-        resource = {"Deployment": "deployments", "Service": "services", "ConfigMap": "configmaps", **AUTOSCALERS,
+        resource = {"Deployment": "deployments", "Service": "services", "ConfigMap": "configmaps",
+                    "HTTPRoute": "httproutes", **AUTOSCALERS,
                     **ACCESS_KINDS}[obj["kind"]]
         meta = obj["metadata"]
         namespace = meta.get("namespace", "")  # "" for a cluster-scoped object

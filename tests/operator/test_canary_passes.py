@@ -17,7 +17,9 @@ from collections import Counter
 from typing import Any
 
 from mlmodel_operator.canary.rollout import split
+from mlmodel_operator.config import OperatorConfig
 
+from tests.operator import factories
 from tests.operator.fakeapi import NS, Cluster
 
 V1 = "s3://models/m/1/"
@@ -32,9 +34,9 @@ def _canary(*steps: dict[str, Any], **analysis: Any) -> dict[str, Any]:
         "analysis": {"windowSeconds": WINDOW, "minRequests": 10, "maxErrorRatio": 0.05, **analysis}}}
 
 
-def _serving(replicas: int = 4, **rollout: Any) -> tuple[Cluster, Any]:
+def _serving(replicas: int = 4, config: OperatorConfig | None = None, **rollout: Any) -> tuple[Cluster, Any]:
     """A model serving revision 1 with the canary strategy, and its operator."""
-    world = Cluster()
+    world = Cluster(config=config) if config is not None else Cluster()
     world.secret()
     for i, uri in enumerate((V1, V2, V3), start=1):
         world.packages.add(uri, "sha256:" + f"{i:02d}" * 32)
@@ -357,3 +359,38 @@ def test_a_disagreeing_shadow_candidate_is_aborted_and_its_objects_go() -> None:
     assert failed["message"] == "disagreement 33.3% > 5% over 60 shadowed requests"  # 2 stable pods
     for resource, name in (("deployments", "m-canary"), ("services", "m-canary"), ("configmaps", "m-shadow")):
         assert world.kube.get(resource, NS, name) is None, resource
+
+
+def _weights(world: Cluster) -> dict[str, int]:
+    route = world.kube.get("httproutes", NS, "m")
+    assert route is not None
+    [rule] = route["spec"]["rules"]
+    assert rule["matches"] == [{"path": {"type": "PathPrefix", "value": "/v2/models/m"}}]
+    return {ref["name"]: ref["weight"] for ref in rule["backendRefs"]}
+
+
+def test_with_a_gateway_the_httproute_splits_by_weight() -> None:
+    gateway = factories.config(canary={"gateway": {"name": "models", "namespace": "gateways"}})
+    world, op = _serving(replicas=4, config=gateway)
+    route = world.kube.get("httproutes", NS, "m")
+    assert route is not None
+    assert route["spec"]["parentRefs"] == [{"group": "gateway.networking.k8s.io", "kind": "Gateway",
+                                            "name": "models", "namespace": "gateways"}]
+    assert _weights(world) == {"m": 100}  # always there: the Gateway's way to the model
+
+    traffic = _start_canary(world, op)
+    labels = world.deployment("m-canary")["spec"]["template"]["metadata"]["labels"]
+    assert "app.kubernetes.io/instance" not in labels  # the model's Service stays the stable revision's
+    assert world.kube.get("services", NS, "m-canary") is not None
+    op.reconcile(NS, "m")  # the candidate is ready: its weight goes to the route
+    assert _weights(world) == {"m": 75, "m-canary": 25}
+    canary = _canary_status(world)
+    assert (canary["mode"], canary["achievedWeight"]) == ("HTTPRoute", 25)
+
+    _window(world, op, traffic)
+    world.roll_out("m-canary")
+    op.reconcile(NS, "m")
+    assert _weights(world) == {"m": 50, "m-canary": 50}
+    _window(world, op, traffic, candidate_ok=10, candidate_failed=10)  # aborted
+    assert _weights(world) == {"m": 100}
+    assert world.kube.get("services", NS, "m-canary") is None

@@ -87,6 +87,10 @@ operator's own pods as a NetworkPolicy peer of the metrics port unless networkPo
 - apiGroups: [""]
   resources: [configmaps]
   verbs: [get, create, patch, delete]
+# config.canary.gateway: the model's HTTPRoute (Gateway API), weighted during a canary.
+- apiGroups: [gateway.networking.k8s.io]
+  resources: [httproutes]
+  verbs: [get, create, patch, delete]
 # Observing the rollout (the Deployment's status and its pods).
 - apiGroups: [""]
   resources: [pods]

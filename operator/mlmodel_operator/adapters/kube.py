@@ -26,6 +26,7 @@ AUTOSCALERS = {
     "ScaledObject": ("keda.sh", "v1alpha1", "scaledobjects"),
     "HorizontalPodAutoscaler": ("autoscaling", "v2", "horizontalpodautoscalers"),
 }
+HTTP_ROUTE = ("gateway.networking.k8s.io", "v1", "httproutes")  # config.canary.gateway (render.canary)
 MERGE_PATCH = "application/merge-patch+json"
 # kind -> plural of the objects that carry out spec.auth KubernetesTokens and spec.networkPolicy
 # (mlmodel_operator.access); a ClusterRoleBinding is cluster-scoped.
@@ -107,6 +108,15 @@ class KubeApi:
                 return None
             raise
 
+    def get_http_route(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            return _data(self.custom.get_namespaced_custom_object(*HTTP_ROUTE[:2], namespace, HTTP_ROUTE[2], name,
+                                                                  _preload_content=False))
+        except ApiException as exc:
+            if _missing(exc):
+                return None
+            raise
+
     def delete_canary_object(self, kind: str, namespace: str, name: str) -> bool:
         """Delete a canary's Deployment (its ReplicaSets and pods go with it), Service or shadow ConfigMap once the
         canary is over; False when there was none."""
@@ -119,6 +129,9 @@ class KubeApi:
                 self.core.delete_namespaced_service(name, namespace, _preload_content=False)
             elif kind == "ConfigMap":
                 self.core.delete_namespaced_config_map(name, namespace, _preload_content=False)
+            elif kind == "HTTPRoute":
+                self.custom.delete_namespaced_custom_object(*HTTP_ROUTE[:2], namespace, HTTP_ROUTE[2], name,
+                                                            _preload_content=False)
             else:
                 raise ValueError(f"cannot delete a {kind}")
         except ApiException as exc:
@@ -177,8 +190,8 @@ class KubeApi:
         elif kind == "NetworkPolicy":
             response = self.networking.patch_namespaced_network_policy(meta["name"], meta["namespace"], dict(obj),
                                                                        **kwargs)
-        elif kind in AUTOSCALERS:
-            group, version, plural = AUTOSCALERS[kind]
+        elif kind in AUTOSCALERS or kind == "HTTPRoute":
+            group, version, plural = AUTOSCALERS.get(kind, HTTP_ROUTE)
             response = self.custom.patch_namespaced_custom_object(
                 group, version, meta["namespace"], plural, meta["name"], dict(obj), **kwargs)
         else:

@@ -41,6 +41,7 @@ class CanaryInputs:
     abort: str | None  # the serving.mlmodel.io/abort annotation's value
     now: datetime
     stamp: str  # `now` in RFC 3339
+    routed: bool = False  # an HTTPRoute splits the traffic by weight (mode HTTPRoute), not the replicas
 
 
 @dataclass(frozen=True)
@@ -141,9 +142,23 @@ def _placed(inp: CanaryInputs, status: CanaryStatus, action: Action) -> CanarySt
     return CanaryStep(status.model_copy(update={
         "stable_replicas": stable,
         "candidate_replicas": candidate,
-        # a shadow-only step: the candidate's pods are not behind the model's Service
-        "achieved_weight": achieved_weight(*inp.ready) if status.weight or status.phase == "Promoting" else 0,
+        "achieved_weight": _achieved(inp, status),
+        "mode": "HTTPRoute" if inp.routed else "ReplicaRatio",
     }), action)
+
+
+def _achieved(inp: CanaryInputs, status: CanaryStatus) -> int | None:
+    if inp.routed:  # the route's weight, once the candidate has a ready pod to take it
+        return route_weight(status, inp.ready[1])
+    if not status.weight and status.phase != "Promoting":
+        return 0  # a shadow-only step: the candidate's pods are not behind the model's Service
+    return achieved_weight(*inp.ready)
+
+
+def route_weight(status: CanaryStatus, ready_candidates: int) -> int:
+    """The candidate's weight in the model's HTTPRoute: the step's, while it has a ready pod (a backend without
+    endpoints would fail its share of the requests)."""
+    return status.weight if ready_candidates > 0 else 0
 
 
 def ended(status: CanaryStatus, phase: str, message: str) -> CanaryStatus:

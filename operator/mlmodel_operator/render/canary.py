@@ -7,10 +7,12 @@ import json
 from typing import Any
 
 from mlmodel_operator import names
+from mlmodel_operator.config import GatewayRef
 from mlmodel_operator.render.deployment import owner_reference
 from mlmodel_operator.render.hashing import stable_hash
 from mlmodel_operator.render.inputs import RenderInput
-from mlmodel_operator.spec import CanaryShadow
+from mlmodel_operator.render.owner import model_owner_reference
+from mlmodel_operator.spec import CanaryShadow, MLModel
 
 
 def _metadata(inp: RenderInput, name: str) -> dict[str, Any]:
@@ -60,4 +62,37 @@ def render_shadow_config(inp: RenderInput, shadow: CanaryShadow, candidate: int,
         "kind": "ConfigMap",
         "metadata": _metadata(inp, names.shadow_config_name(inp.model.metadata.name)),
         "data": {names.SHADOW_KEY: settings},
+    })
+
+
+ROUTE_API = ("gateway.networking.k8s.io", "v1", "httproutes")
+
+
+def render_http_route(mlmodel: MLModel, gateway: GatewayRef, candidate_weight: int | None) -> dict[str, Any]:
+    """The model's HTTPRoute on the configured Gateway: /v2/models/<model> to the model's Service, and during a
+    canary `candidate_weight` percent of it to the candidate's Service (names.canary_name)."""
+    model = mlmodel.metadata.name
+    parent: dict[str, Any] = {"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": gateway.name}
+    if gateway.namespace:
+        parent["namespace"] = gateway.namespace
+    if gateway.section_name:
+        parent["sectionName"] = gateway.section_name
+    stable = {"group": "", "kind": "Service", "name": model, "port": names.HTTP_PORT}
+    backends = [{**stable, "weight": 100}]
+    if candidate_weight is not None:
+        candidate = {"group": "", "kind": "Service", "name": names.canary_name(model), "port": names.HTTP_PORT}
+        backends = [{**stable, "weight": 100 - candidate_weight}, {**candidate, "weight": candidate_weight}]
+    metadata = {"name": model, "namespace": mlmodel.metadata.namespace, "labels": names.object_labels(model),
+                "annotations": {}, "ownerReferences": [model_owner_reference(mlmodel)]}
+    return _hashed({
+        "apiVersion": f"{ROUTE_API[0]}/{ROUTE_API[1]}",
+        "kind": "HTTPRoute",
+        "metadata": metadata,
+        "spec": {
+            "parentRefs": [parent],
+            "rules": [{
+                "matches": [{"path": {"type": "PathPrefix", "value": f"/v2/models/{model}"}}],
+                "backendRefs": backends,
+            }],
+        },
     })
