@@ -6,7 +6,10 @@ the operator as the chart installs it (two replicas, leader election), judging r
 - a candidate that fails on part of its inputs (a real ONNX model whose Gather goes out of range) is aborted
   within two analysis windows that saw it serve, and the share of client requests that failed is at most its
   weight; the stable revision gets its replicas back and answers everything again;
-- a slower candidate (a real model that spins about 0.1 s per inference) is aborted on the p99 ratio."""
+- a slower candidate (a real model that spins about 0.1 s per inference) is aborted on the p99 ratio;
+- a shadow candidate with other weights, in a shadow-only step, is aborted on disagreement, and every client
+  answer came from the stable revision;
+- `mlmodel abort` (the annotation) rolls a canary back with no failed request."""
 
 from __future__ import annotations
 
@@ -212,3 +215,26 @@ def test_a_shadow_candidate_that_disagrees_is_aborted_and_no_client_gets_its_ans
     assert loop.tally.failed == 0, loop.tally.summary()
     assert set(loop.tally.revisions) == {"1"}, loop.tally.revisions  # no client got the candidate's answer
     print(f"\nshadow candidate aborted: {failed['message']}")
+
+
+def test_a_manual_abort_rolls_back_without_a_failed_request(
+    operator: InClusterOperator, model_ns: str, packages: E2EPackages, kubectl: Kubectl,
+) -> None:
+    until = partial(_until, operator, kubectl, model_ns)
+    url = _serving_v1(kubectl, model_ns, packages, _canary({"weight": 50, "untilPromoted": True},
+                                                           maxLatencyRatio=50))
+    with ClientLoop(url, INFER_BODY) as loop:
+        loop.wait_for_requests(20, 60)
+        _patch_source(kubectl, model_ns, packages.good("m/2", seed=2))
+        until(lambda: (c := _canary_status(kubectl, model_ns)).get("revision") == 2 and c.get("achievedWeight"),
+              240, "revision 2's canary to take traffic")
+        stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        kubectl.run("annotate", "mlmodel", "m", "-n", model_ns, f"serving.mlmodel.io/abort={stamp}", "--overwrite")
+        failed = until(lambda: next((e for e in get_model(kubectl, model_ns, "m")["status"].get("history", [])
+                                     if e["revision"] == 2 and e["outcome"] == "Failed"), None), 60, "the abort")
+        until(lambda: rollout_done(kubectl, model_ns, "m", 1, replicas=2), 120, "only revision 1's pods")
+        seen = loop.tally.ok + loop.tally.failed
+        loop.wait_for_requests(seen + 20, 60)
+    assert (failed["reason"], failed["message"]) == ("CanaryAborted", "aborted by request (mlmodel abort)")
+    assert loop.tally.failed == 0, loop.tally.summary()
+    assert loop.tally.revisions["2"] > 0, loop.tally.revisions
