@@ -73,8 +73,11 @@ def test_scale_then_delete_leaves_nothing(
     wait_condition(kubectl, namespace, "scaled", "Ready", reason="Serving")
 
     kubectl.run("scale", "mlmodel/scaled", "-n", namespace, "--replicas=3")
-    model = wait_condition(kubectl, namespace, "scaled", "Ready", reason="Serving")
-    assert model["status"]["availableReplicas"] == 3
+    # Ready stays True/Serving while a serving revision scales: wait for the count itself.
+    model = wait_for(lambda: (m := get_model(kubectl, namespace, "scaled"))["status"].get("availableReplicas") == 3
+                     and m, 120, "3 available replicas")
+    ready = next(c for c in model["status"]["conditions"] if c["type"] == "Ready")
+    assert (ready["status"], ready["reason"]) == ("True", "Serving")
     assert model["status"]["replicas"] == 3
     deployment = kubectl.json("get", "deployment", "scaled", "-n", namespace)
     assert deployment["spec"]["replicas"] == 3
