@@ -24,6 +24,7 @@ from mlmodel_operator.canary import rollout as canary
 from mlmodel_operator.config import OperatorConfig
 from mlmodel_operator.render import RenderInput, render_deployment, render_service, template_fingerprint
 from mlmodel_operator.render.canary import render_canary_service, render_http_route, render_shadow_config
+from mlmodel_operator.render.owner import model_owner_reference
 from mlmodel_operator.spec import (
     CanaryStatus,
     MLModel,
@@ -204,7 +205,7 @@ def make_plan(world: World, validation: Validation, config: OperatorConfig, now:
         ("Deployment", world.canary_deployment, step),
         ("Service", world.canary_service, canary_service),
         ("ConfigMap", world.shadow_config, shadow_config),
-    ) if live is not None and wanted is None)
+    ) if live is not None and wanted is None and plan.foreign(live, model_owner_reference(world.model)) is None)
     return Plan(
         world=world,
         transition=transition,
@@ -399,6 +400,10 @@ def _changed_objects(
     except plan.Refused as refused:
         return None, None, Failure(refused.reason, refused.message)
     live = world.canary_deployment if canary else world.deployment
+    owner = model_owner_reference(world.model)
+    taken = plan.foreign(live, owner) or (None if canary else plan.foreign(world.service, owner))
+    if taken is not None:
+        return None, None, Failure("NameConflict", taken)
     return (
         None if plan.classify(live, deployment) is plan.Action.UNCHANGED else deployment,
         None if plan.classify(world.service, service) is plan.Action.UNCHANGED else service,

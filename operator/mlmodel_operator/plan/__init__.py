@@ -3,7 +3,7 @@ revision numbers and transitions (history, rollout, rollback), whether a revisio
 and how long to wait before a retry."""
 
 from mlmodel_operator.plan.backoff import retry_delay
-from mlmodel_operator.plan.changes import Action, classify
+from mlmodel_operator.plan.changes import Action, classify, foreign
 from mlmodel_operator.plan.evidence import revision_failure
 from mlmodel_operator.plan.placement import Refused, resolve_format, resolve_pool
 from mlmodel_operator.plan.revisions import (
@@ -32,6 +32,7 @@ __all__ = [
     "advance",
     "classify",
     "find_entry",
+    "foreign",
     "live_template",
     "record_of",
     "resolve_format",
