@@ -197,15 +197,22 @@ def make_plan(world: World, validation: Validation, config: OperatorConfig, now:
                                                  canary=True, serving=serving)
         if refused is None:
             canary_service, shadow_config = _shadow_objects(world, transition.target, config, step)
+    route = _route(world, config, step)
+    owner = model_owner_reference(world.model)
+    extras = ((world.canary_service, canary_service), (world.shadow_config, shadow_config), (world.http_route, route))
+    taken = [why for live, wanted in extras if wanted is not None and (why := plan.foreign(live, owner))]
+    if refused is None and taken:
+        refused = Failure("NameConflict", taken[0])
     if refused is not None:
         facts = replace(facts, failure=refused)
-    route = _route(world, config, step)
     deletes = tuple(kind for kind, live, wanted in (
         ("HTTPRoute", world.http_route, route),
         ("Deployment", world.canary_deployment, step),
         ("Service", world.canary_service, canary_service),
         ("ConfigMap", world.shadow_config, shadow_config),
-    ) if live is not None and wanted is None and plan.foreign(live, model_owner_reference(world.model)) is None)
+    ) if live is not None and wanted is None and plan.foreign(live, owner) is None)
+    # Another's object under one of these names is neither applied over nor deleted.
+    canary_service, shadow_config, route = (None if plan.foreign(live, owner) else wanted for live, wanted in extras)
     return Plan(
         world=world,
         transition=transition,

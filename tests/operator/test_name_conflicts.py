@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from tests.operator.fakeapi import NS, Cluster
-from tests.operator.test_canary_passes import V1, V2, _canary
+from tests.operator.test_canary_passes import SHADOW, V1, V2, _canary, _serving, _start_canary
 
 
 def _deployment(name: str, owner: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -92,3 +92,25 @@ def test_objects_left_by_an_earlier_model_of_the_same_name_are_taken_over() -> N
     op.reconcile(NS, "m")
     assert world.deployment("m")["metadata"]["labels"]["app.kubernetes.io/instance"] == "m"
     assert world.conditions("m")["Stalled"][0] == "False"
+
+
+def test_a_users_configmap_under_the_shadow_name_is_left_alone() -> None:
+    """A shadow canary needs ConfigMap `<model>-shadow`; a user's own of that name is neither written nor deleted
+    when the canary ends, and the model says why."""
+    rollout = _canary({"weight": 0}, maxDisagreement=0.05)
+    rollout["canary"]["shadow"] = SHADOW
+    world, op = _serving(replicas=2, **rollout)
+    theirs = world.kube.put("configmaps", {"apiVersion": "v1", "kind": "ConfigMap",
+                                           "metadata": {"name": "m-shadow", "namespace": NS},
+                                           "data": {"theirs": "yes"}})
+    _start_canary(world, op)
+    op.reconcile(NS, "m")  # the candidate's Service has its ClusterIP: the shadow settings are due
+    assert world.kube.get("configmaps", NS, "m-shadow") == theirs
+    conditions = world.conditions("m")
+    assert conditions["Stalled"] == ("True", "NameConflict"), conditions
+    message = next(c["message"] for c in world.status("m")["conditions"] if c["type"] == "Stalled")
+    assert "ConfigMap m-shadow exists and is not controlled by it" in message, message
+
+    world.edit("m", {"source": {"uri": V1}})  # back to the serving revision: the canary ends
+    op.reconcile(NS, "m")
+    assert world.kube.get("configmaps", NS, "m-shadow") == theirs  # not deleted with the canary's objects
