@@ -201,6 +201,13 @@ class AutoscalingEngine(_Section):
     )
     polling_interval_seconds: int = Field(default=15, ge=1, le=3600, description="KEDA's pollingInterval.")
     rate_window: str = Field(default="1m", pattern=r"^[0-9]+[smh]$", description="rate() window for RequestsPerSecond.")
+    average_window: str = Field(
+        default="30s", pattern=r"^[0-9]+[smh]$",
+        description="avg_over_time() window for the InFlightRequests and QueueDepth gauges. Prometheus scrapes each "
+                    "pod at its own moment, so an instant sum over the pods counts a request that moved between them "
+                    "twice or not at all; averaging smooths that, and bursts shorter than the window, at the cost of "
+                    "following a load step over the window. \"0s\": the instant sum.",
+    )
     custom_metrics: CustomMetricNames = Field(default_factory=CustomMetricNames)
 
 

@@ -25,8 +25,9 @@ TARGET = {"apiVersion": "serving.mlmodel.io/v1alpha1", "kind": "MLModel", "name"
 
 
 @pytest.mark.parametrize(("metric", "promql"), [
-    ("InFlightRequests", 'sum(mlmodel_runtime_inflight_requests{namespace="risk",model="fraud-detector"})'),
-    ("QueueDepth", 'sum(mlmodel_runtime_queue_depth{namespace="risk",model="fraud-detector"})'),
+    ("InFlightRequests",
+     'sum(avg_over_time(mlmodel_runtime_inflight_requests{namespace="risk",model="fraud-detector"}[30s]))'),
+    ("QueueDepth", 'sum(avg_over_time(mlmodel_runtime_queue_depth{namespace="risk",model="fraud-detector"}[30s]))'),
     ("RequestsPerSecond", 'sum(rate(mlmodel_runtime_requests_total{namespace="risk",model="fraud-detector"}[1m]))'),
 ])
 def test_query_sums_the_runtime_series_over_the_models_pods(metric: str, promql: str) -> None:
@@ -55,7 +56,8 @@ def test_scaled_object_for_keda() -> None:
         "type": "prometheus", "name": "inFlightRequests", "metricType": "AverageValue",
         "metadata": {
             "serverAddress": "http://prometheus-operated.monitoring.svc:9090",
-            "query": 'sum(mlmodel_runtime_inflight_requests{namespace="risk",model="fraud-detector"})',
+            "query":
+                'sum(avg_over_time(mlmodel_runtime_inflight_requests{namespace="risk",model="fraud-detector"}[30s]))',
             "threshold": "4",
             "ignoreNullValues": "false",
         },
@@ -73,6 +75,17 @@ def test_scaled_object_takes_the_configured_prometheus_and_rate_window() -> None
     assert trigger["metadata"]["query"].endswith("[30s]))")
     assert trigger["metadata"]["threshold"] == "2.5"
     assert obj["spec"]["pollingInterval"] == 5
+
+
+@pytest.mark.parametrize(("window", "promql"), [
+    ("1m", 'sum(avg_over_time(mlmodel_runtime_queue_depth{namespace="risk",model="fraud-detector"}[1m]))'),
+    ("0s", 'sum(mlmodel_runtime_queue_depth{namespace="risk",model="fraud-detector"})'),
+])
+def test_gauges_are_averaged_over_the_configured_window(window: str, promql: str) -> None:
+    auto = {**AUTO, "target": {"metric": "QueueDepth", "averageValue": 2}}
+    obj = render_autoscaler(model(autoscaling=auto), config(autoscaling={"averageWindow": window}))
+    assert obj is not None
+    assert obj["spec"]["triggers"][0]["metadata"]["query"] == promql
 
 
 @pytest.mark.parametrize(("metric", "name"), [

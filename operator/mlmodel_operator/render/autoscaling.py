@@ -5,8 +5,9 @@ and the operator renders the Deployment from it: the two never write the same fi
 the model in both cases (KEDA's `horizontalPodAutoscalerConfig.name`), so its status is read the same way.
 
 - `keda`: a KEDA ScaledObject whose Prometheus trigger queries the runtime's own series summed over the
-  model's pods; metricType AverageValue, so the HPA wants ceil(sum / averageValue) replicas. A query with no
-  series is an error (`ignoreNullValues: false`), not zero: a missing metric leaves the replicas as they are.
+  model's pods (a gauge averaged over a short window per pod first); metricType AverageValue, so the HPA
+  wants ceil(sum / averageValue) replicas. A query with no series is an error (`ignoreNullValues: false`),
+  not zero: a missing metric leaves the replicas as they are.
 - `hpa`: an autoscaling/v2 HorizontalPodAutoscaler on a Pods metric of the custom metrics API, for clusters
   whose adapter (e.g. prometheus-adapter) serves the runtime's series under the configured names.
 """
@@ -45,13 +46,17 @@ SERIES = {
 }
 
 
-def query(model: MLModel, metric: str, rate_window: str = "1m") -> str:
-    """PromQL for the model's total of `metric` over its pods (all revisions: the load the model carries)."""
+def query(model: MLModel, metric: str, rate_window: str = "1m", average_window: str = "30s") -> str:
+    """PromQL for the model's total of `metric` over its pods (all revisions: the load the model carries); a
+    gauge is averaged over `average_window` per pod first (each pod is scraped at another moment: an instant sum
+    of a request moving between pods counts it twice or not at all)."""
     selector = f'{{namespace="{model.metadata.namespace}",model="{model.metadata.name}"}}'
     series = SERIES[metric]
     if metric == "RequestsPerSecond":
         return f"sum(rate({series}{selector}[{rate_window}]))"
-    return f"sum({series}{selector})"
+    if average_window.rstrip("smh").strip("0") == "":
+        return f"sum({series}{selector})"
+    return f"sum(avg_over_time({series}{selector}[{average_window}]))"
 
 
 def quantity(value: float) -> str:
@@ -117,7 +122,7 @@ def render_scaled_object(model: MLModel, spec: Autoscaling, engine: AutoscalingE
                 "metricType": "AverageValue",
                 "metadata": {
                     "serverAddress": engine.prometheus_address,
-                    "query": query(model, target.metric, engine.rate_window),
+                    "query": query(model, target.metric, engine.rate_window, engine.average_window),
                     "threshold": repr(float(target.average_value)).removesuffix(".0"),
                     "ignoreNullValues": "false",
                 },
