@@ -21,13 +21,14 @@ from mlmodel_operator.spec import AutoscalingBehavior
 from tests.operator.factories import config, model
 
 AUTO: dict[str, Any] = {"minReplicas": 2, "maxReplicas": 8, "target": {"metric": "InFlightRequests", "averageValue": 4}}
+INFLIGHT = 'mlmodel_runtime_inflight_requests{namespace="risk",model="fraud-detector"}'
+QUEUE = 'mlmodel_runtime_queue_depth{namespace="risk",model="fraud-detector"}'
 TARGET = {"apiVersion": "serving.mlmodel.io/v1alpha1", "kind": "MLModel", "name": "fraud-detector"}
 
 
 @pytest.mark.parametrize(("metric", "promql"), [
-    ("InFlightRequests",
-     'sum(avg_over_time(mlmodel_runtime_inflight_requests{namespace="risk",model="fraud-detector"}[30s]))'),
-    ("QueueDepth", 'sum(avg_over_time(mlmodel_runtime_queue_depth{namespace="risk",model="fraud-detector"}[30s]))'),
+    ("InFlightRequests", f"sum(avg_over_time({INFLIGHT}[30s]) and {INFLIGHT})"),
+    ("QueueDepth", f"sum(avg_over_time({QUEUE}[30s]) and {QUEUE})"),
     ("RequestsPerSecond", 'sum(rate(mlmodel_runtime_requests_total{namespace="risk",model="fraud-detector"}[1m]))'),
 ])
 def test_query_sums_the_runtime_series_over_the_models_pods(metric: str, promql: str) -> None:
@@ -56,8 +57,7 @@ def test_scaled_object_for_keda() -> None:
         "type": "prometheus", "name": "inFlightRequests", "metricType": "AverageValue",
         "metadata": {
             "serverAddress": "http://prometheus-operated.monitoring.svc:9090",
-            "query":
-                'sum(avg_over_time(mlmodel_runtime_inflight_requests{namespace="risk",model="fraud-detector"}[30s]))',
+            "query": f"sum(avg_over_time({INFLIGHT}[30s]) and {INFLIGHT})",
             "threshold": "4",
             "ignoreNullValues": "false",
         },
@@ -78,8 +78,8 @@ def test_scaled_object_takes_the_configured_prometheus_and_rate_window() -> None
 
 
 @pytest.mark.parametrize(("window", "promql"), [
-    ("1m", 'sum(avg_over_time(mlmodel_runtime_queue_depth{namespace="risk",model="fraud-detector"}[1m]))'),
-    ("0s", 'sum(mlmodel_runtime_queue_depth{namespace="risk",model="fraud-detector"})'),
+    ("1m", f"sum(avg_over_time({QUEUE}[1m]) and {QUEUE})"),
+    ("0s", f"sum({QUEUE})"),
 ])
 def test_gauges_are_averaged_over_the_configured_window(window: str, promql: str) -> None:
     auto = {**AUTO, "target": {"metric": "QueueDepth", "averageValue": 2}}

@@ -48,15 +48,17 @@ SERIES = {
 
 def query(model: MLModel, metric: str, rate_window: str = "1m", average_window: str = "30s") -> str:
     """PromQL for the model's total of `metric` over its pods (all revisions: the load the model carries); a
-    gauge is averaged over `average_window` per pod first (each pod is scraped at another moment: an instant sum
-    of a request moving between pods counts it twice or not at all)."""
+    gauge is averaged over `average_window` per pod of those running now (each pod is scraped at another
+    moment: an instant sum of a request moving between pods counts it twice or not at all)."""
     selector = f'{{namespace="{model.metadata.namespace}",model="{model.metadata.name}"}}'
     series = SERIES[metric]
     if metric == "RequestsPerSecond":
         return f"sum(rate({series}{selector}[{rate_window}]))"
     if average_window.rstrip("smh").strip("0") == "":
         return f"sum({series}{selector})"
-    return f"sum(avg_over_time({series}{selector}[{average_window}]))"
+    # `and` the instant vector: only the pods there now (a pod that went keeps its last value in its average for
+    # the whole window, and the requests it held are counted again on the pods that took them over).
+    return f"sum(avg_over_time({series}{selector}[{average_window}]) and {series}{selector})"
 
 
 def quantity(value: float) -> str:
