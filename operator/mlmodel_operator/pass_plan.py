@@ -198,11 +198,15 @@ def make_plan(world: World, validation: Validation, config: OperatorConfig, now:
         if refused is None:
             canary_service, shadow_config = _shadow_objects(world, transition.target, config, step)
     route = _route(world, config, step)
+    # Another's object under one of the canary's names is neither applied over nor deleted.
     owner = model_owner_reference(world.model)
-    extras = ((world.canary_service, canary_service), (world.shadow_config, shadow_config), (world.http_route, route))
-    taken = [why for live, wanted in extras if wanted is not None and (why := plan.foreign(live, owner))]
+    others = {kind: plan.foreign(live, owner) for kind, live in (
+        ("HTTPRoute", world.http_route), ("Deployment", world.canary_deployment),
+        ("Service", world.canary_service), ("ConfigMap", world.shadow_config))}
+    taken = [others[kind] for kind, wanted in (("Service", canary_service), ("ConfigMap", shadow_config),
+                                               ("HTTPRoute", route)) if wanted is not None and others[kind]]
     if refused is None and taken:
-        refused = Failure("NameConflict", taken[0])
+        refused = Failure("NameConflict", str(taken[0]))
     if refused is not None:
         facts = replace(facts, failure=refused)
     deletes = tuple(kind for kind, live, wanted in (
@@ -210,9 +214,10 @@ def make_plan(world: World, validation: Validation, config: OperatorConfig, now:
         ("Deployment", world.canary_deployment, step),
         ("Service", world.canary_service, canary_service),
         ("ConfigMap", world.shadow_config, shadow_config),
-    ) if live is not None and wanted is None and plan.foreign(live, owner) is None)
-    # Another's object under one of these names is neither applied over nor deleted.
-    canary_service, shadow_config, route = (None if plan.foreign(live, owner) else wanted for live, wanted in extras)
+    ) if live is not None and wanted is None and others[kind] is None)
+    canary_service = None if others["Service"] else canary_service
+    shadow_config = None if others["ConfigMap"] else shadow_config
+    route = None if others["HTTPRoute"] else route
     return Plan(
         world=world,
         transition=transition,

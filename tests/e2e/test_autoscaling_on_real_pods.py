@@ -374,9 +374,8 @@ def test_scales_out_on_in_flight_requests_and_back_in(
         wait_for(lambda: _available(kubectl, namespace) == 2, 240, "2 replicas for 3 requests in flight")
         print(f"[autoscaling] 3 closed-loop clients, target 2 in flight: 2 replicas available after "
               f"{time.monotonic() - loaded:.1f} s")
-        # A measured window, not a wait for a condition: the HPA samples the metric 3 more times (every 15 s) and
-        # must not go past what the target implies.
-        time.sleep(45)
+        # The HPA samples the metric 3 more times (every 15 s) and must not go past what the target implies.
+        time.sleep(45)  # not a wait for a condition: the measured window in which it must hold
         assert wanted_replicas.values() == ["1", "2"], wanted_replicas.seen  # one step, to 2, never 3
 
         layout = Layout.default()

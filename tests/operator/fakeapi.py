@@ -304,6 +304,13 @@ class Cluster:
             model["metadata"]["annotations"] = {**(model["metadata"].get("annotations") or {}), **annotations}
         self.kube._bump(model)
 
+    def hpa_scales(self, name: str, desired: int) -> None:
+        """What the HPA controller does: spec.replicas through the scale subresource (not the operator's write)."""
+        model = self.kube.model(NS, name)
+        model["spec"]["replicas"] = desired
+        model["metadata"]["generation"] += 1
+        self.kube._bump(model)
+
     def status(self, name: str) -> Obj:
         return dict(self.kube.model(NS, name).get("status") or {})
 

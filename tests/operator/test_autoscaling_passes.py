@@ -35,13 +35,6 @@ def _replicas(world: Cluster) -> int:
     return int(world.deployment("m")["spec"]["replicas"])
 
 
-def _hpa_writes(world: Cluster, desired: int) -> None:
-    """What the HPA controller does: spec.replicas through the scale subresource (not the operator's write)."""
-    model = world.kube.model(NS, "m")
-    model["spec"]["replicas"] = desired
-    model["metadata"]["generation"] += 1
-    world.kube._bump(model)
-
 
 def test_new_model_starts_at_min_and_gets_its_scaled_object_once() -> None:
     world = _world()
@@ -86,7 +79,7 @@ def test_turning_on_keeps_the_running_replicas_and_off_keeps_the_hpas() -> None:
     assert _replicas(world) == 4
     assert world.kube.get("scaledobjects", NS, "m") is not None
 
-    _hpa_writes(world, 5)
+    world.hpa_scales("m", 5)
     op.reconcile(NS, "m")
     assert _replicas(world) == 5
     world.edit("m", {"autoscaling": None})
@@ -105,7 +98,7 @@ def test_rollback_keeps_the_replicas_the_hpa_asked_for() -> None:
     op.reconcile(NS, "m")
     world.edit("m", {"source": {"uri": V2}})
     op.reconcile(NS, "m")
-    _hpa_writes(world, 5)  # a scale-out while revision 2 rolls out
+    world.hpa_scales("m", 5)  # a scale-out while revision 2 rolls out
     op.reconcile(NS, "m")
     world.crash_loop("m", restarts=3)
     world.clock.advance(5)

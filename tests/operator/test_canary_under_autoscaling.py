@@ -17,13 +17,6 @@ from tests.operator.test_canary_passes import V1, V2, Traffic, _canary, _canary_
 AUTO: dict[str, Any] = {"minReplicas": 2, "maxReplicas": 8, "target": {"metric": "InFlightRequests", "averageValue": 4}}
 
 
-def _hpa_writes(world: Cluster, desired: int) -> None:
-    """What the HPA controller does: spec.replicas through the scale subresource."""
-    model = world.kube.model(NS, "m")
-    model["spec"]["replicas"] = desired
-    model["metadata"]["generation"] += 1
-    world.kube._bump(model)
-
 
 def _replicas(world: Cluster, name: str) -> int:
     return int(world.deployment(name)["spec"]["replicas"])
@@ -40,7 +33,7 @@ def _autoscaled_canary() -> tuple[Cluster, Any, Traffic]:
     op.reconcile(NS, "m")
     assert world.kube.model(NS, "m")["spec"]["replicas"] == 2  # set once, to minReplicas
     world.roll_out("m")
-    _hpa_writes(world, 4)
+    world.hpa_scales("m", 4)
     op.reconcile(NS, "m")
     world.roll_out("m")
     op.reconcile(NS, "m")
@@ -61,7 +54,7 @@ def test_the_split_follows_the_hpa_and_the_canary_keeps_its_step() -> None:
     assert (_replicas(world, "m"), _replicas(world, "m-canary")) == split(4, 50, 1) == (3, 2)
 
     started = world.kube.event_reasons("Normal").count("CanaryStarted")
-    _hpa_writes(world, 8)  # load grows during the canary
+    world.hpa_scales("m", 8)  # load grows during the canary
     op.reconcile(NS, "m")
     canary = _canary_status(world)
     # A replica count is not a revision: the same canary at the same step, not started over.
@@ -87,7 +80,7 @@ def test_the_split_follows_the_hpa_and_the_canary_keeps_its_step() -> None:
 
 def test_an_abort_gives_the_stable_revision_the_hpas_replicas() -> None:
     world, op, traffic = _autoscaled_canary()
-    _hpa_writes(world, 6)
+    world.hpa_scales("m", 6)
     op.reconcile(NS, "m")
     assert (_replicas(world, "m"), _replicas(world, "m-canary")) == split(6, 25, 1) == (5, 2)
     world.roll_out("m")

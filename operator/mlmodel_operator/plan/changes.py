@@ -32,7 +32,6 @@ def classify(live: Mapping[str, Any] | None, desired: Mapping[str, Any]) -> Acti
     return Action.UNCHANGED
 
 
-
 def foreign(live: Mapping[str, Any] | None, owner: Mapping[str, Any]) -> str | None:
     """Why the operator must not take `live` over: it exists under the name the model's object needs but is not
     controlled by the model (a user's own Deployment, another model's canary); None when it is free or ours.

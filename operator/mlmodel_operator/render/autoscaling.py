@@ -54,7 +54,7 @@ def query(model: MLModel, metric: str, rate_window: str = "1m", average_window: 
     series = SERIES[metric]
     if metric == "RequestsPerSecond":
         return f"sum(rate({series}{selector}[{rate_window}]))"
-    if average_window.rstrip("smh").strip("0") == "":
+    if int(average_window[:-1]) == 0:  # "0s" (config: digits and a unit)
         return f"sum({series}{selector})"
     # `and` the instant vector: only the pods there now (a pod that went keeps its last value in its average for
     # the whole window, and the requests it held are counted again on the pods that took them over).
