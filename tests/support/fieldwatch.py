@@ -53,6 +53,3 @@ class FieldWatch:
                 continue
             out.append(value)
         return out
-
-    def latest(self) -> str | None:
-        return self.seen[-1][1] if self.seen else None
